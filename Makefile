@@ -1,0 +1,43 @@
+# radledger: the two commands a newcomer needs are `make devnet` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PKGS   := ledger storage node
+
+.PHONY: test lint typecheck pytest soak bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy $(PKGS) tests bench
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+## make test: install into .venv if needed, then lint, type-check and run the test suite.
+test: lint typecheck pytest
+
+## make soak: the long randomized/crash tests too (not run by default).
+soak: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+## make bench: micro-benchmarks of the codec and storage (results printed and saved under bench/results/).
+bench: $(STAMP)
+	$(BIN)/python -m bench.codec_bench
+	$(BIN)/python -m bench.storage_bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
