@@ -146,6 +146,24 @@ def encode(value: object) -> bytes:
     return b"".join(out)
 
 
+class DecodedMap(dict[str, "Value"]):
+    """A decoded map that remembers where its canonical encoding lies in the input.
+
+    Lets a caller keep a nested map as bytes (e.g. a transaction body) without
+    re-encoding it: the input was verified canonical, so the slice is the
+    canonical encoding.
+    """
+
+    __slots__ = ("_end", "_source", "_start")
+
+    _source: bytes
+    _start: int
+    _end: int
+
+    def encoded(self) -> bytes:
+        return self._source[self._start : self._end]
+
+
 class _Decoder:
     __slots__ = ("data", "end", "pos")
 
@@ -193,7 +211,13 @@ class _Decoder:
     def value(self, depth: int) -> Value:
         if depth > MAX_DEPTH:
             raise self.fail(f"nesting deeper than {MAX_DEPTH} levels")
-        major, arg = self.read_head()
+        start = self.pos
+        if start < self.end and (self.data[start] & 0x1F) < 24:  # fast path: one-byte head
+            initial = self.data[start]
+            major, arg = initial >> 5, initial & 0x1F
+            self.pos = start + 1
+        else:
+            major, arg = self.read_head()
         if major == _MAJOR_UINT:
             return arg
         if major == _MAJOR_NINT:
@@ -213,15 +237,24 @@ class _Decoder:
         if major == _MAJOR_MAP:
             if arg > (self.end - self.pos) // 2:
                 raise self.fail(f"map of {arg} pairs cannot fit in the input")
-            result: dict[str, Value] = {}
+            result = DecodedMap()
             previous = b""
+            data = self.data
             for _ in range(arg):
-                start = self.pos
-                key_major, key_len = self.read_head()
-                if key_major != _MAJOR_TEXT:
-                    raise self.fail("map key is not a text string")
-                raw_key = self.read_len(key_len)
-                encoded_key = self.data[start : self.pos]
+                key_start = self.pos
+                if key_start < self.end and 0x60 <= data[key_start] < 0x78:
+                    # fast path: a text key shorter than 24 bytes
+                    key_end = key_start + 1 + (data[key_start] - 0x60)
+                    if key_end > self.end:
+                        raise self.fail("map key runs past the end of input")
+                    raw_key = data[key_start + 1 : key_end]
+                    self.pos = key_end
+                else:
+                    key_major, key_len = self.read_head()
+                    if key_major != _MAJOR_TEXT:
+                        raise self.fail("map key is not a text string")
+                    raw_key = self.read_len(key_len)
+                encoded_key = data[key_start : self.pos]
                 if encoded_key <= previous:
                     raise self.fail("map keys are duplicated or not in canonical order")
                 previous = encoded_key
@@ -230,6 +263,9 @@ class _Decoder:
                 except UnicodeDecodeError:
                     raise self.fail("map key is not valid UTF-8") from None
                 result[key] = self.value(depth + 1)
+            result._source = self.data
+            result._start = start
+            result._end = self.pos
             return result
         if major == _MAJOR_TAG:
             raise self.fail("tags are not in the data model")

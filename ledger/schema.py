@@ -138,6 +138,8 @@ class RawMap(Field):
         out.append(value)
 
     def decode(self, raw: Value, name: str) -> bytes:
+        if isinstance(raw, codec.DecodedMap):
+            return CanonicalMap(raw.encoded())
         if not isinstance(raw, dict):
             raise DecodeError(f"{name}: expected a map")
         return CanonicalMap(codec.encode(raw))

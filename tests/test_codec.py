@@ -169,3 +169,19 @@ def test_known_encodings() -> None:
     assert codec.encode(None).hex() == "f6"
     # Canonical key order: shorter key first, then bytewise.
     assert codec.encode({"bb": 1, "a": 2, "c": 3}).hex() == "a3616102616303626262" + "01"
+
+
+def _maps(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [value, *(m for v in value.values() for m in _maps(v))]
+    if isinstance(value, list):
+        return [m for v in value for m in _maps(v)]
+    return []
+
+
+@given(values)
+def test_decoded_maps_know_their_own_encoding(value: Any) -> None:
+    """Every decoded map, at any depth, points at exactly its own canonical bytes."""
+    for decoded_map in _maps(codec.decode(codec.encode(value))):
+        assert isinstance(decoded_map, codec.DecodedMap)
+        assert decoded_map.encoded() == codec.encode(decoded_map)
