@@ -1,0 +1,1 @@
+"""Tests of storage/: one contract suite for both stores, LevelDB specifics, crash safety."""
