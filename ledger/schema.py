@@ -214,7 +214,7 @@ class FieldSpec:
 class Schema(Generic[T]):
     """Canonical encoder/decoder for one record type."""
 
-    __slots__ = ("_fields", "_key_set", "_map_head", "build", "max_bytes", "name")
+    __slots__ = ("_fields", "_key_set", "_map_head", "build", "cache_attr", "max_bytes", "name")
 
     def __init__(
         self,
@@ -223,10 +223,15 @@ class Schema(Generic[T]):
         fields: Sequence[FieldSpec],
         *,
         max_bytes: int = codec.DEFAULT_MAX_BYTES,
+        cache_attr: str | None = None,
     ) -> None:
+        """``cache_attr`` names a slot of the record that caches its encoding: decoding
+        fills it with the (verified canonical) input bytes, so hashing a decoded record
+        never re-encodes it."""
         self.name = name
         self.build = build
         self.max_bytes = max_bytes
+        self.cache_attr = cache_attr
         keyed = sorted(((codec.encode_text(f.key), f) for f in fields), key=lambda kf: kf[0])
         if len({k for k, _ in keyed}) != len(keyed):
             raise ValueError(f"{name}: duplicate wire keys")
@@ -241,7 +246,7 @@ class Schema(Generic[T]):
             self.build,
             [spec for _, spec in self._fields if spec.key not in keys],
             max_bytes=self.max_bytes,
-        )
+        )  # no cache_attr: the cached encoding is the full record's
 
     def encode_into(self, record: T, out: list[bytes]) -> None:
         out.append(self._map_head)
@@ -284,7 +289,10 @@ class Schema(Generic[T]):
             spec.attr: spec.kind.decode(fields[spec.key], f"{where}.{spec.key}")
             for _, spec in self._fields
         }
-        return self._build(kwargs, where)
+        record = self._build(kwargs, where)
+        if self.cache_attr is not None and isinstance(raw, codec.DecodedMap):
+            object.__setattr__(record, self.cache_attr, raw.encoded())
+        return record
 
     def to_json(self, record: T) -> dict[str, Any]:
         """Human form for the RPC edge and files: bytes as hex, same keys as the wire."""

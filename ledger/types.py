@@ -118,6 +118,7 @@ class Tx:
     body: bytes
     sig: bytes
     _hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.version != TX_VERSION:
@@ -166,7 +167,11 @@ class Tx:
         return _TX_UNSIGNED.encode(self)
 
     def encode(self) -> bytes:
-        return TX_SCHEMA.encode(self)
+        cached = self._encoded
+        if cached is None:
+            cached = TX_SCHEMA.encode(self)
+            object.__setattr__(self, "_encoded", cached)
+        return cached
 
     @classmethod
     def decode(cls, data: bytes) -> Tx:
@@ -205,6 +210,7 @@ TX_SCHEMA: Final = Schema[Tx](
         FieldSpec("sig", "sig", Bytes(size=SIGNATURE_BYTES)),
     ],
     max_bytes=MAX_TX_BYTES,
+    cache_attr="_encoded",
 )
 _TX_UNSIGNED: Final = TX_SCHEMA.without("sig")
 
@@ -501,6 +507,7 @@ class BlockHeader:
     state_root: bytes
     evidence_root: bytes
     _hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.version != HEADER_VERSION:
@@ -524,7 +531,11 @@ class BlockHeader:
         return cached
 
     def encode(self) -> bytes:
-        return HEADER_SCHEMA.encode(self)
+        cached = self._encoded
+        if cached is None:
+            cached = HEADER_SCHEMA.encode(self)
+            object.__setattr__(self, "_encoded", cached)
+        return cached
 
     @classmethod
     def decode(cls, data: bytes) -> BlockHeader:
@@ -550,6 +561,7 @@ HEADER_SCHEMA: Final = Schema[BlockHeader](
         FieldSpec("ev_root", "evidence_root", Bytes(size=HASH_BYTES)),
     ],
     max_bytes=1024,
+    cache_attr="_encoded",
 )
 
 

@@ -13,6 +13,7 @@ from ledger import codec, merkle
 from ledger.errors import DecodeError, SignatureError, ValidationError
 from ledger.keys import Domain, SigningKey
 from ledger.types import (
+    HEADER_SCHEMA,
     TX_SCHEMA,
     Block,
     BlockHeader,
@@ -176,7 +177,7 @@ def test_mutated_tx_bytes_raise_only_decode_error(data: st.DataObject) -> None:
         return
     # It decoded, so it is canonical: it re-encodes to exactly these bytes, is a
     # different transaction from the original, and the signature cannot cover it.
-    assert decoded.encode() == bytes(encoded)
+    assert TX_SCHEMA.encode(decoded) == bytes(encoded)  # re-encoded, not the cache
     assert decoded != make_tx()
     assert not decoded.verify_signature()
 
@@ -200,6 +201,20 @@ def test_block_round_trip_and_roots() -> None:
     for i, tx in enumerate(txs):
         proof = block.tx_inclusion_proof(i)
         assert merkle.verify_inclusion(tx.hash, i, len(txs), proof, block.header.tx_root)
+
+
+def test_decoded_records_cache_exactly_their_canonical_encoding() -> None:
+    """Decoding caches the input bytes as the encoding (so hashing does not re-encode);
+    the cache must equal a fresh encoding, for top-level and nested records alike."""
+    block = make_block(tuple(make_tx(nonce=i) for i in range(3)))
+    decoded = Block.decode(block.encode())
+    for tx in decoded.txs:
+        assert tx.encode() == TX_SCHEMA.encode(tx)
+    assert decoded.header.encode() == HEADER_SCHEMA.encode(decoded.header)
+    assert decoded.hash == block.hash
+    single = Tx.decode(make_tx().encode())
+    assert single.encode() == TX_SCHEMA.encode(single)
+    assert single.hash == make_tx().hash
 
 
 def test_block_rejects_inconsistent_contents() -> None:
