@@ -204,6 +204,30 @@ class Array(Field):
         return tuple(self.item.from_json(element, f"{name}[{i}]") for i, element in enumerate(obj))
 
 
+class Optional(Field):
+    """Either ``null`` (``None``) or a value of another kind."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Field) -> None:
+        self.inner = inner
+
+    def encode_into(self, value: Any, out: list[bytes]) -> None:
+        if value is None:
+            out.append(b"\xf6")
+        else:
+            self.inner.encode_into(value, out)
+
+    def decode(self, raw: Value, name: str) -> Any:
+        return None if raw is None else self.inner.decode(raw, name)
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else self.inner.to_json(value)
+
+    def from_json(self, obj: Any, name: str) -> Any:
+        return None if obj is None else self.inner.from_json(obj, name)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     key: str  # key on the wire

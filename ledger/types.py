@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 from ledger import codec, merkle
 from ledger.errors import DecodeError, SignatureError, ValidationError
@@ -223,6 +223,7 @@ class VoteKind(IntEnum):
 
     PREPARE = 1
     COMMIT = 2
+    PROPOSE = 3  # the primary's signature on its PRE-PREPARE
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +279,15 @@ class Vote:
     def verify_signature(self) -> bool:
         return verify(self.validator, Domain.VOTE, self.unsigned_bytes(), self.sig)
 
+    def verify(self, chain_id: str, validators: Sequence[bytes]) -> None:
+        """Raise unless this is a validly signed vote of a validator of ``chain_id``."""
+        if self.chain_id != chain_id:
+            raise ValidationError(f"vote for chain {self.chain_id!r}, not {chain_id!r}")
+        if self.validator not in validators:
+            raise SignatureError(f"vote signer {self.validator.hex()[:16]} is not a validator")
+        if not self.verify_signature():
+            raise SignatureError("vote signature does not verify")
+
     def conflicts_with(self, other: Vote) -> bool:
         """Same signer, chain, kind, height and view, but a different block."""
         return (
@@ -331,12 +341,16 @@ _VALIDATOR_SIG_SCHEMA: Final = Schema[ValidatorSignature](
 
 
 @dataclass(frozen=True, slots=True)
-class CommitCertificate:
-    """Proof that a quorum of validators committed ``block_hash`` at (height, view).
+class QuorumCertificate:
+    """Signatures of a quorum of validators on one (chain, kind, height, view, block).
 
-    Each entry is a COMMIT vote's signature; signatures are sorted by validator
-    key (strictly, so a validator appears once and the encoding is unique).
+    Each entry is the signature of a vote of the certificate's ``KIND``; entries
+    are sorted by validator key (strictly, so a validator appears once and the
+    encoding is unique). Subclasses fix the kind.
     """
+
+    KIND: ClassVar[VoteKind]
+    SCHEMA: ClassVar[Schema[Any]]
 
     chain_id: str
     height: int
@@ -356,15 +370,15 @@ class CommitCertificate:
             raise ValidationError("certificate signatures must be sorted by validator, no repeats")
 
     @classmethod
-    def from_votes(cls, votes: Iterable[Vote]) -> CommitCertificate:
-        """Assemble a certificate from matching COMMIT votes (deduplicated by validator)."""
+    def from_votes(cls, votes: Iterable[Vote]) -> Self:
+        """Assemble a certificate from matching votes (deduplicated by validator)."""
         by_validator: dict[bytes, Vote] = {}
         first: Vote | None = None
         for vote in votes:
             if first is None:
                 first = vote
-            if vote.kind != VoteKind.COMMIT:
-                raise ValidationError("only COMMIT votes form a commit certificate")
+            if vote.kind != cls.KIND:
+                raise ValidationError(f"only {cls.KIND.name} votes form a {cls.__name__}")
             if (vote.chain_id, vote.height, vote.view, vote.block_hash) != (
                 first.chain_id,
                 first.height,
@@ -381,11 +395,11 @@ class CommitCertificate:
         return cls(first.chain_id, first.height, first.view, first.block_hash, signatures)
 
     def votes(self) -> tuple[Vote, ...]:
-        """The COMMIT votes this certificate carries, reconstructed."""
+        """The votes this certificate carries, reconstructed."""
         return tuple(
             Vote(
                 self.chain_id,
-                VoteKind.COMMIT,
+                self.KIND,
                 self.height,
                 self.view,
                 self.block_hash,
@@ -412,28 +426,51 @@ class CommitCertificate:
             )
 
     def encode(self) -> bytes:
-        return CERT_SCHEMA.encode(self)
+        return self.SCHEMA.encode(self)
 
     @classmethod
-    def decode(cls, data: bytes) -> CommitCertificate:
-        return CERT_SCHEMA.decode(data)
+    def decode(cls, data: bytes) -> Self:
+        record = cls.SCHEMA.decode(data)
+        assert isinstance(record, cls)
+        return record
 
     def to_json(self) -> dict[str, Any]:
-        return CERT_SCHEMA.to_json(self)
+        return self.SCHEMA.to_json(self)
 
 
-CERT_SCHEMA: Final = Schema[CommitCertificate](
-    "certificate",
-    CommitCertificate,
-    [
-        FieldSpec("chain", "chain_id", Text(64, CHAIN_ID_PATTERN)),
-        FieldSpec("height", "height", UInt()),
-        FieldSpec("view", "view", UInt()),
-        FieldSpec("block", "block_hash", Bytes(size=HASH_BYTES)),
-        FieldSpec("sigs", "signatures", Array(Nested(_VALIDATOR_SIG_SCHEMA), MAX_VALIDATORS)),
-    ],
-    max_bytes=MAX_VALIDATORS * 128 + 1024,
-)
+@dataclass(frozen=True, slots=True)
+class CommitCertificate(QuorumCertificate):
+    """Proof that a quorum committed ``block_hash`` at (height, view): stored with the block."""
+
+    KIND: ClassVar[VoteKind] = VoteKind.COMMIT
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCertificate(QuorumCertificate):
+    """Proof that a quorum prepared ``block_hash`` at (height, view): carried by view changes."""
+
+    KIND: ClassVar[VoteKind] = VoteKind.PREPARE
+
+
+def _certificate_schema(name: str, build: type[QuorumCertificate]) -> Schema[Any]:
+    return Schema(
+        name,
+        build,
+        [
+            FieldSpec("chain", "chain_id", Text(64, CHAIN_ID_PATTERN)),
+            FieldSpec("height", "height", UInt()),
+            FieldSpec("view", "view", UInt()),
+            FieldSpec("block", "block_hash", Bytes(size=HASH_BYTES)),
+            FieldSpec("sigs", "signatures", Array(Nested(_VALIDATOR_SIG_SCHEMA), MAX_VALIDATORS)),
+        ],
+        max_bytes=MAX_VALIDATORS * 128 + 1024,
+    )
+
+
+CERT_SCHEMA: Final = _certificate_schema("certificate", CommitCertificate)
+PREPARED_CERT_SCHEMA: Final = _certificate_schema("prepared_certificate", PreparedCertificate)
+CommitCertificate.SCHEMA = CERT_SCHEMA
+PreparedCertificate.SCHEMA = PREPARED_CERT_SCHEMA
 
 
 # --------------------------------------------------------------------------- evidence

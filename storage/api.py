@@ -29,6 +29,7 @@ from ledger.types import (
     Block,
     BlockHeader,
     CommitCertificate,
+    PreparedCertificate,
     SafetyRecord,
     Tx,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "check_commit",
     "check_identity",
     "check_key",
+    "check_prepared",
     "validated_writes",
 ]
 
@@ -172,6 +174,19 @@ class SafetyStore(Protocol):
         """Delete all records with ``record.height < height``; return how many were deleted."""
         ...
 
+    def save_prepared(self, certificate: PreparedCertificate, block: Block) -> None:
+        """Durably keep the replica's latest prepared certificate and its block (fsynced).
+
+        A replica that sent COMMIT must be able to prove, after a crash, what it had
+        prepared: its view changes carry this certificate. One slot: each call replaces
+        the previous pair.
+        """
+        ...
+
+    def load_prepared(self) -> tuple[PreparedCertificate, Block] | None:
+        """The pair last given to :meth:`save_prepared`, or ``None``."""
+        ...
+
 
 class Store(BlockStore, StateStore, Protocol):
     """A whole store: blocks and state on the object, safety records on ``.safety``."""
@@ -257,6 +272,14 @@ def validated_writes(path: str, writes: Mapping[bytes, bytes | None]) -> dict[by
                 )
         checked[key] = value
     return {key: checked[key] for key in sorted(checked)}
+
+
+def check_prepared(certificate: PreparedCertificate, block: Block) -> None:
+    """Reject a prepared certificate that does not name ``block`` (a caller bug)."""
+    if not isinstance(certificate, PreparedCertificate) or not isinstance(block, Block):
+        raise TypeError("save_prepared takes a PreparedCertificate and a Block")
+    if (certificate.height, certificate.block_hash) != (block.height, block.hash):
+        raise ValueError("the prepared certificate names another block")
 
 
 def check_commit(

@@ -42,6 +42,7 @@ from ledger.types import (
     BlockHeader,
     CommitCertificate,
     DuplicateVoteEvidence,
+    PreparedCertificate,
     SafetyRecord,
     Tx,
 )
@@ -51,6 +52,7 @@ from storage.api import (
     check_commit,
     check_identity,
     check_key,
+    check_prepared,
     validated_writes,
 )
 from storage.consistency import Census, audit
@@ -79,6 +81,7 @@ TX_PREFIX: Final = b"tx/"
 WRITE_SET_PREFIX: Final = b"wset/"
 STATE_PREFIX: Final = b"state/"
 SAFETY_PREFIX: Final = b"safety/"
+PREPARED_KEY: Final = b"meta/prepared"
 
 _HEIGHT_BYTES: Final = 8
 _INDEX_BYTES: Final = 4
@@ -701,6 +704,34 @@ class LevelDBSafetyStore:
             if doomed:
                 self._owner._db.write((), doomed, sync=False)
             return len(doomed)
+
+    def save_prepared(self, certificate: PreparedCertificate, block: Block) -> None:
+        """One fsynced put of ``[certificate, block]`` under ``meta/prepared``."""
+        check_prepared(certificate, block)
+        value = codec.encode([certificate.encode(), block.encode()])
+        with self._lock:
+            self._owner._check_open()
+            self._owner._db.put(PREPARED_KEY, value, sync=True)
+
+    def load_prepared(self) -> tuple[PreparedCertificate, Block] | None:
+        self._owner._check_open()
+        data = self._owner._db.get(PREPARED_KEY)
+        if data is None:
+            return None
+        try:
+            value = codec.decode(data)
+            if not (isinstance(value, list) and len(value) == 2):
+                raise DecodeError("expected [certificate, block]")
+            cert_bytes, block_bytes = value
+            if not (isinstance(cert_bytes, bytes) and isinstance(block_bytes, bytes)):
+                raise DecodeError("expected two byte strings")
+            certificate = PreparedCertificate.decode(cert_bytes)
+            block = Block.decode(block_bytes)
+        except DecodeError as exc:
+            raise self._owner._corrupted(
+                f"the saved prepared certificate is garbled: {exc}"
+            ) from exc
+        return certificate, block
 
 
 def _prefix_end(prefix: bytes) -> bytes:

@@ -18,9 +18,22 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Final, Self
 
-from ledger.types import Block, BlockHeader, CommitCertificate, SafetyRecord, Tx
+from ledger.types import (
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    PreparedCertificate,
+    SafetyRecord,
+    Tx,
+)
 from storage import state_root
-from storage.api import check_commit, check_identity, check_key, validated_writes
+from storage.api import (
+    check_commit,
+    check_identity,
+    check_key,
+    check_prepared,
+    validated_writes,
+)
 from storage.consistency import Census, audit
 from storage.errors import SafetyViolation, StoreClosedError
 
@@ -223,6 +236,7 @@ class MemorySafetyStore:
         self._owner = owner
         self._lock = threading.Lock()
         self._records: dict[tuple[int, int, int], SafetyRecord] = {}
+        self._prepared: tuple[PreparedCertificate, Block] | None = None
 
     def record(self, r: SafetyRecord) -> None:
         if not isinstance(r, SafetyRecord):
@@ -256,3 +270,13 @@ class MemorySafetyStore:
             for slot in doomed:
                 del self._records[slot]
             return len(doomed)
+
+    def save_prepared(self, certificate: PreparedCertificate, block: Block) -> None:
+        check_prepared(certificate, block)
+        with self._lock:
+            self._owner._check_open()
+            self._prepared = (certificate, block)
+
+    def load_prepared(self) -> tuple[PreparedCertificate, Block] | None:
+        self._owner._check_open()
+        return self._prepared

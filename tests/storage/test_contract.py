@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ledger import merkle
-from ledger.types import SafetyRecord, sha256
+from ledger.types import PreparedCertificate, SafetyRecord, Vote, VoteKind, sha256
 from storage import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
@@ -37,6 +37,8 @@ from storage import state_root as sr
 from tests.storage.conftest import (
     CHAIN_ID,
     GENESIS_HASH,
+    QUORUM,
+    VALIDATOR_KEYS,
     ChainBuilder,
     Commit,
     Snapshot,
@@ -553,3 +555,27 @@ def test_write_set_is_returned_in_key_order(store: Store, chain: ChainBuilder) -
     assert written is not None
     assert list(written) == [b"a", b"m", b"z"]
     assert written == {b"a": None, b"m": b"", b"z": b"1"}
+
+
+def test_prepared_certificate_slot(store: Store, chain: ChainBuilder) -> None:
+    """One durable slot for the replica's latest prepared certificate and block."""
+    assert store.safety.load_prepared() is None
+    first = chain.build()
+    prepares = [
+        Vote.create(
+            key,
+            chain_id=CHAIN_ID,
+            kind=VoteKind.PREPARE,
+            height=first.block.height,
+            view=0,
+            block_hash=first.block.hash,
+        )
+        for key in VALIDATOR_KEYS[:QUORUM]
+    ]
+    certificate = PreparedCertificate.from_votes(prepares)
+    store.safety.save_prepared(certificate, first.block)
+    assert store.safety.load_prepared() == (certificate, first.block)
+    other = chain.build(txs=1)
+    with pytest.raises(ValueError, match="another block"):
+        store.safety.save_prepared(certificate, other.block)
+    assert store.safety.load_prepared() == (certificate, first.block)
