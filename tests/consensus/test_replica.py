@@ -1,0 +1,418 @@
+"""Unit tests of the PBFT replica: the rules, one at a time, on a reliable cluster.
+
+The randomized fault simulation lives in tests/sim/; here each test drives one
+rule and looks at the effects.
+"""
+
+from __future__ import annotations
+
+from consensus.config import (
+    PHASE_COMMIT,
+    PHASE_PREPARE,
+    PHASE_PROPOSE,
+    PHASE_VIEW_CHANGE,
+)
+from consensus.events import (
+    BlockValidated,
+    Broadcast,
+    CommitBlock,
+    Effect,
+    MessageIn,
+    Persist,
+    PersistPrepared,
+    PruneSafety,
+    ReportEvidence,
+    StableCheckpoint,
+    Start,
+    TimerFired,
+    TimerKind,
+)
+from consensus.replica import Replica
+from ledger.messages import NewView, Proposal, ViewChange
+from ledger.types import Block, SafetyRecord, Vote, VoteKind, sha256
+from tests.consensus.harness import CHAIN, GENESIS_HASH, KEYS, VALIDATORS, Cluster, config
+
+
+def signed_slot(message: object) -> tuple[int, int, int, bytes] | None:
+    """The safety slot a message of ours occupies, or None if it is unsigned."""
+    if isinstance(message, Proposal):
+        return (message.height, message.view, PHASE_PROPOSE, message.vote.block_hash)
+    if isinstance(message, Vote) and message.kind in (VoteKind.PREPARE, VoteKind.COMMIT):
+        phase = PHASE_PREPARE if message.kind == VoteKind.PREPARE else PHASE_COMMIT
+        return (message.height, message.view, phase, message.block_hash)
+    if isinstance(message, ViewChange):
+        return (message.committed_height + 1, message.new_view, PHASE_VIEW_CHANGE, message.digest)
+    return None
+
+
+def block_at(height: int, view: int = 0, proposer: int = 0, salt: bytes = b"") -> Block:
+    return Block.build(
+        chain_id=CHAIN,
+        height=height,
+        view=view,
+        prev_hash=GENESIS_HASH,
+        time_ms=2_000 + len(salt),
+        proposer=VALIDATORS[proposer],
+        state_root=sha256(b"state" + salt),
+    )
+
+
+def started(index: int, records: tuple[SafetyRecord, ...] = ()) -> Replica:
+    replica = Replica(config(index))
+    replica.step(Start(None, None, records), 2_000)
+    return replica
+
+
+def test_normal_case_commits_the_same_chain_everywhere() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run(until_height=6)
+    assert min(cluster.heights()) >= 6
+    for height in range(1, 7):
+        hashes = {node.store.block_hash(height) for node in cluster.nodes}
+        assert len(hashes) == 1
+        for node in cluster.nodes:
+            cert = node.store.certificate(height)
+            assert cert is not None
+            cert.verify(CHAIN, VALIDATORS)
+            assert len(cert.signatures) >= 3
+
+
+def test_every_signed_message_is_persisted_before_it_is_sent() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run(until_height=3)
+    for index, node in enumerate(cluster.nodes):
+        persisted: set[tuple[int, int, int, bytes]] = set()
+        for effect in node.effects:
+            if isinstance(effect, Persist):
+                r = effect.record
+                persisted.add((r.height, r.view, r.phase, r.digest))
+            elif isinstance(effect, Broadcast):
+                slot = signed_slot(effect.message)
+                signer = getattr(effect.message, "validator", None) or getattr(
+                    effect.message, "sender", None
+                )
+                if slot is not None and signer == VALIDATORS[index]:
+                    assert slot in persisted, (index, effect.message)
+
+
+def test_prepared_certificate_is_saved_before_commit_vote() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run(until_height=1)
+    effects = cluster.nodes[1].effects
+    commit_at = next(
+        i
+        for i, e in enumerate(effects)
+        if isinstance(e, Broadcast)
+        and isinstance(e.message, Vote)
+        and e.message.kind == VoteKind.COMMIT
+    )
+    saved_at = next(i for i, e in enumerate(effects) if isinstance(e, PersistPrepared))
+    assert saved_at < commit_at
+    assert cluster.nodes[1].store.safety.load_prepared() is not None
+
+
+def _proposal_effects(replica: Replica, block: Block, view: int = 0) -> list[Effect]:
+    proposal = Proposal.create(KEYS[view % 4], view=view, block=block)
+    effects = replica.step(MessageIn(VALIDATORS[view % 4], proposal), 2_500)
+    effects += replica.step(BlockValidated(block.hash, True), 2_500)
+    return effects
+
+
+def _prepares(effects: list[Effect]) -> list[Vote]:
+    return [
+        e.message
+        for e in effects
+        if isinstance(e, Broadcast)
+        and isinstance(e.message, Vote)
+        and e.message.kind == VoteKind.PREPARE
+    ]
+
+
+def test_restored_record_forbids_a_conflicting_prepare() -> None:
+    first, second = block_at(1, salt=b"a"), block_at(1, salt=b"bb")
+    record = SafetyRecord(height=1, view=0, phase=PHASE_PREPARE, digest=first.hash)
+    replica = started(1, (record,))
+    effects = _proposal_effects(replica, second)
+    assert _prepares(effects) == []
+    assert replica.snapshot().refused_signatures == 1
+    # The same digest may be signed again (a resend after restart).
+    again = started(1, (record,))
+    assert [v.block_hash for v in _prepares(_proposal_effects(again, first))] == [first.hash]
+
+
+def test_a_valid_proposal_is_echoed_executed_then_prepared() -> None:
+    replica = started(1)
+    block = block_at(1)
+    proposal = Proposal.create(KEYS[0], view=0, block=block)
+    effects = replica.step(MessageIn(VALIDATORS[0], proposal), 2_500)
+    echoed = [e for e in effects if isinstance(e, Broadcast) and e.message == proposal.vote]
+    assert echoed
+    assert _prepares(effects) == []  # not before execution
+    effects = replica.step(BlockValidated(block.hash, True), 2_500)
+    assert [v.block_hash for v in _prepares(effects)] == [block.hash]
+
+
+def test_proposals_from_a_non_primary_or_for_a_bad_parent_are_not_prepared() -> None:
+    replica = started(1)
+    wrong_sender = Proposal.create(KEYS[2], view=0, block=block_at(1, proposer=2))
+    assert replica.step(MessageIn(VALIDATORS[2], wrong_sender), 2_500) == []
+    orphan = Block.build(
+        chain_id=CHAIN,
+        height=1,
+        view=0,
+        prev_hash=b"\x09" * 32,
+        time_ms=2_000,
+        proposer=VALIDATORS[0],
+        state_root=b"\x00" * 32,
+    )
+    effects = replica.step(
+        MessageIn(VALIDATORS[0], Proposal.create(KEYS[0], view=0, block=orphan)), 2_500
+    )
+    assert any(isinstance(e, Broadcast) and isinstance(e.message, ViewChange) for e in effects)
+
+
+def test_block_from_the_future_is_rejected_by_time_bound() -> None:
+    replica = started(1)
+    far = Block.build(
+        chain_id=CHAIN,
+        height=1,
+        view=0,
+        prev_hash=GENESIS_HASH,
+        time_ms=2_500 + 3_600_000,
+        proposer=VALIDATORS[0],
+        state_root=b"\x00" * 32,
+    )
+    effects = replica.step(
+        MessageIn(VALIDATORS[0], Proposal.create(KEYS[0], view=0, block=far)), 2_500
+    )
+    assert _prepares(effects) == []
+    assert any(isinstance(e, Broadcast) and isinstance(e.message, ViewChange) for e in effects)
+
+
+def test_invalid_execution_triggers_a_view_change() -> None:
+    replica = started(1)
+    block = block_at(1)
+    replica.step(MessageIn(VALIDATORS[0], Proposal.create(KEYS[0], view=0, block=block)), 2_500)
+    effects = replica.step(BlockValidated(block.hash, False, "state root differs"), 2_500)
+    changes = [e.message for e in effects if isinstance(e, Broadcast)]
+    assert [type(m) for m in changes] == [ViewChange]
+    assert replica.snapshot().in_view_change
+
+
+def test_equivocating_primary_yields_evidence_and_a_view_change() -> None:
+    replica = started(1)
+    a, b = block_at(1, salt=b"a"), block_at(1, salt=b"bb")
+    replica.step(MessageIn(VALIDATORS[0], Proposal.create(KEYS[0], view=0, block=a)), 2_500)
+    other = Proposal.create(KEYS[0], view=0, block=b).vote  # echoed to us by validator 2
+    effects = replica.step(MessageIn(VALIDATORS[2], other), 2_500)
+    evidence = [e.evidence for e in effects if isinstance(e, ReportEvidence)]
+    assert len(evidence) == 1
+    assert {evidence[0].vote_a.block_hash, evidence[0].vote_b.block_hash} == {a.hash, b.hash}
+    assert replica.snapshot().in_view_change
+
+
+def test_conflicting_votes_are_reported_once() -> None:
+    replica = started(1)
+    votes = [
+        Vote.create(KEYS[3], chain_id=CHAIN, kind=VoteKind.PREPARE, height=1, view=0, block_hash=h)
+        for h in (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32)
+    ]
+    reports = [
+        e
+        for vote in votes
+        for e in replica.step(MessageIn(VALIDATORS[3], vote), 2_500)
+        if isinstance(e, ReportEvidence)
+    ]
+    assert len(reports) == 1
+    reports[0].evidence.verify(VALIDATORS)
+
+
+def test_stale_timers_are_ignored_and_progress_timer_starts_view_change() -> None:
+    replica = Replica(config(1))
+    effects = replica.step(Start(None, None), 2_000)
+    progress = next(e for e in effects if getattr(e, "kind", None) is TimerKind.PROGRESS)
+    assert replica.step(TimerFired(TimerKind.PROGRESS, progress.token + 7), 9_000) == []  # type: ignore[union-attr]
+    effects = replica.step(TimerFired(TimerKind.PROGRESS, progress.token), 9_000)  # type: ignore[union-attr]
+    persisted = [e.record for e in effects if isinstance(e, Persist)]
+    assert [r.phase for r in persisted] == [PHASE_VIEW_CHANGE]
+    sent = [e.message for e in effects if isinstance(e, Broadcast)]
+    assert isinstance(sent[0], ViewChange)
+    assert sent[0].new_view == 1
+    assert effects.index(next(e for e in effects if isinstance(e, Persist))) < effects.index(
+        next(e for e in effects if isinstance(e, Broadcast))
+    )
+
+
+def test_restart_after_view_change_never_returns_to_the_old_view() -> None:
+    replica = Replica(config(2))
+    effects = replica.step(Start(None, None), 2_000)
+    token = next(e.token for e in effects if getattr(e, "kind", None) is TimerKind.PROGRESS)  # type: ignore[union-attr]
+    records = [
+        e.record
+        for e in replica.step(TimerFired(TimerKind.PROGRESS, token), 9_000)
+        if isinstance(e, Persist)
+    ]
+    restarted = Replica(config(2))
+    restarted.step(Start(None, None, tuple(records)), 10_000)
+    snap = restarted.snapshot()
+    assert snap.in_view_change
+    assert snap.view_change_target == 1
+    # A proposal in the old view 0 is not prepared.
+    assert _prepares(_proposal_effects(restarted, block_at(1))) == []
+
+
+def test_primary_crash_leads_to_a_view_change_and_progress() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run(until_height=2)
+    cluster.down.add(0)
+    cluster.queue.clear()
+    for _ in range(6):
+        cluster.fire_timers(1_500)
+        cluster.run(until_height=5)
+    live = [cluster.nodes[i] for i in (1, 2, 3)]
+    assert all(node.store.latest_height() >= 5 for node in live)
+    assert all(node.replica.snapshot().view >= 1 for node in live)
+    assert len({node.store.block_hash(5) for node in live}) == 1
+
+
+def test_prepared_block_is_carried_across_a_view_change() -> None:
+    """Replicas prepare block 1 in view 0 but every COMMIT is lost; the new primary
+    must re-propose the same block, which then commits in view 1."""
+    cluster = Cluster()
+    cluster.start()
+    # Deliver everything except COMMIT votes until all replicas are prepared.
+    cluster.run_dropping_commit_votes()
+    prepared = [node.replica.snapshot().prepared for node in cluster.nodes]
+    assert all(prepared)
+    prepared_hash = cluster.nodes[1].replica.snapshot().proposal_hash
+    cluster.down.add(0)
+    cluster.queue.clear()
+    for _ in range(6):
+        cluster.fire_timers(1_500)
+        cluster.run(until_height=1)
+    committed = cluster.nodes[1].store.block(1)
+    assert committed is not None
+    assert committed.hash == prepared_hash
+    cert = cluster.nodes[1].store.certificate(1)
+    assert cert is not None
+    assert cert.view >= 1
+    assert committed.header.view == 0
+
+
+def test_new_view_that_ignores_a_prepared_certificate_is_rejected() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run_dropping_commit_votes()
+    vcs = []
+    for i in (1, 2, 3):
+        node = cluster.nodes[i]
+        prepared = node.store.safety.load_prepared()
+        assert prepared is not None
+        vcs.append(
+            ViewChange.create(
+                KEYS[i],
+                chain_id=CHAIN,
+                new_view=1,
+                committed=None,
+                prepared=prepared[0],
+                block=None,
+            )
+        )
+    fresh = Block.build(
+        chain_id=CHAIN,
+        height=1,
+        view=1,
+        prev_hash=GENESIS_HASH,
+        time_ms=2_000,
+        proposer=VALIDATORS[1],
+        state_root=b"\x00" * 32,
+    )
+    bad = NewView.create(KEYS[1], chain_id=CHAIN, view=1, view_changes=vcs, block=fresh)
+    replica = cluster.nodes[2].replica
+    effects = replica.step(MessageIn(VALIDATORS[1], bad), cluster.now)
+    assert effects == []
+    assert replica.snapshot().view == 0
+
+
+def test_lagging_replica_catches_up_and_rejoins() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.down.add(3)
+    cluster.run(until_height=12)
+    assert cluster.nodes[3].store.latest_height() == 0
+    cluster.down.discard(3)
+    for _ in range(5):
+        cluster.fire_timers(2_100)  # status broadcasts reveal the gap
+        cluster.run(max_events=20_000, until_height=14)
+    heights = cluster.heights()
+    assert heights[3] >= 12
+    assert cluster.nodes[3].store.block_hash(12) == cluster.nodes[0].store.block_hash(12)
+
+
+def test_future_messages_are_bounded_per_peer() -> None:
+    replica = started(1)
+    limit = config(1).limits.max_buffered_per_peer
+    for i in range(limit * 3):
+        vote = Vote.create(
+            KEYS[3],
+            chain_id=CHAIN,
+            kind=VoteKind.PREPARE,
+            height=2 + i % 5,
+            view=0,
+            block_hash=sha256(b"%d" % i),
+        )
+        replica.step(MessageIn(VALIDATORS[3], vote), 2_500)
+    assert sum(len(v) for v in replica._future.values()) == limit
+    far = Vote.create(
+        KEYS[3],
+        chain_id=CHAIN,
+        kind=VoteKind.PREPARE,
+        height=1_000,
+        view=0,
+        block_hash=b"\x01" * 32,
+    )
+    replica.step(MessageIn(VALIDATORS[2], far), 2_500)
+    assert 1_000 not in replica._future
+
+
+def test_checkpoint_becomes_stable_and_prunes_safety_records() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run(until_height=6)
+    stable = [e for e in cluster.nodes[2].effects if isinstance(e, StableCheckpoint)]
+    assert stable
+    assert stable[0].height == 5
+    assert len(stable[0].signatures) >= 3
+    assert any(isinstance(e, PruneSafety) and e.below_height == 5 for e in cluster.nodes[2].effects)
+
+
+def test_messages_from_strangers_are_ignored() -> None:
+    replica = started(1)
+    stranger = b"\x42" * 32
+    assert (
+        replica.step(
+            MessageIn(stranger, Proposal.create(KEYS[0], view=0, block=block_at(1))), 2_500
+        )
+        == []
+    )
+
+
+def test_commit_requires_execution_of_the_block() -> None:
+    replica = started(1)
+    block = block_at(1)
+    replica.step(MessageIn(VALIDATORS[0], Proposal.create(KEYS[0], view=0, block=block)), 2_500)
+    effects: list[Effect] = []
+    for i in (0, 2, 3):
+        vote = Vote.create(
+            KEYS[i], chain_id=CHAIN, kind=VoteKind.COMMIT, height=1, view=0, block_hash=block.hash
+        )
+        effects += replica.step(MessageIn(VALIDATORS[i], vote), 2_500)
+    assert not any(isinstance(e, CommitBlock) for e in effects)
+    effects = replica.step(BlockValidated(block.hash, True), 2_500)
+    commits = [e for e in effects if isinstance(e, CommitBlock)]
+    assert len(commits) == 1
+    assert commits[0].certificate.view == 0
