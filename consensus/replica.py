@@ -392,9 +392,29 @@ class Replica:
         self._sync_peer = None
         self._cancel_timer(TimerKind.CATCH_UP)
         if self._in_vc:
+            self._refresh_view_change(out)
             self._try_new_view(self._vc_target, out)
             return
         self._enter_height(out)
+
+    def _refresh_view_change(self, out: list[Effect]) -> None:
+        """We committed more while changing views: re-announce our view change with
+        the new committed height, so the new primary does not plan from stale data."""
+        target = self._vc_target
+        mine = self._view_changes.get(target, {}).get(self._me)
+        if mine is not None and mine.committed_height >= self._height - 1:
+            return
+        vc = ViewChange.create(
+            self._c.key,
+            chain_id=self._c.chain_id,
+            new_view=target,
+            committed=self._last_cert,
+            prepared=None,
+            block=None,
+        )
+        if self._guard(self._height, target, PHASE_VIEW_CHANGE, vc.digest, out):
+            out.append(Broadcast(vc))
+            self._view_changes.setdefault(target, {})[self._me] = vc
 
     # ------------------------------------------------------------------ messages
 

@@ -416,3 +416,51 @@ def test_commit_requires_execution_of_the_block() -> None:
     commits = [e for e in effects if isinstance(e, CommitBlock)]
     assert len(commits) == 1
     assert commits[0].certificate.view == 0
+
+
+def test_restarted_replica_still_reports_what_it_prepared() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run_dropping_commit_votes()
+    prepared_hash = cluster.nodes[2].replica.snapshot().proposal_hash
+    cluster.queue.clear()
+    cluster.restart(2)  # memory is gone; only the store survives
+    replica = cluster.nodes[2].replica
+    token = cluster.nodes[2].timers[TimerKind.PROGRESS][0]
+    effects = replica.step(TimerFired(TimerKind.PROGRESS, token), cluster.now + 5_000)
+    changes = [
+        e.message for e in effects if isinstance(e, Broadcast) and isinstance(e.message, ViewChange)
+    ]
+    assert len(changes) == 1
+    assert changes[0].prepared is not None
+    assert changes[0].prepared.block_hash == prepared_hash
+    assert changes[0].block is not None
+
+
+def test_f_plus_one_view_changes_pull_a_replica_along() -> None:
+    replica = started(1)
+    for i in (2,):
+        vc = ViewChange.create(
+            KEYS[i], chain_id=CHAIN, new_view=3, committed=None, prepared=None, block=None
+        )
+        assert replica.step(MessageIn(VALIDATORS[i], vc), 2_500) == []  # f = 1: one is not enough
+    vc = ViewChange.create(
+        KEYS[3], chain_id=CHAIN, new_view=2, committed=None, prepared=None, block=None
+    )
+    effects = replica.step(MessageIn(VALIDATORS[3], vc), 2_500)
+    joined = [e.message for e in effects if isinstance(e, Broadcast)]
+    assert len(joined) == 1
+    assert isinstance(joined[0], ViewChange)
+    assert joined[0].new_view == 2  # the smallest of the later views
+
+
+def test_seven_validators_tolerate_two_silent_ones() -> None:
+    cluster = Cluster(n=7)
+    cluster.down.update({5, 6})
+    cluster.start()
+    cluster.run(until_height=4)
+    live = cluster.heights()[:5]
+    assert min(live) >= 4
+    cert = cluster.nodes[0].store.certificate(4)
+    assert cert is not None
+    assert len(cert.signatures) >= 5
