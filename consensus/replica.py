@@ -520,15 +520,26 @@ class Replica:
 
     # ---- PREPARE / COMMIT
 
-    def _observe(self, vote: Vote, out: list[Effect]) -> None:
-        """Remember one vote per (signer, kind, view); report a conflicting pair once."""
+    def _in_window(self, view: int) -> bool:
+        ahead = self._c.limits.max_view_ahead
+        return self._view - ahead <= view <= self._view + ahead
+
+    def _observe(self, vote: Vote, out: list[Effect]) -> bool:
+        """Remember the first vote per (signer, kind, view) and report a conflicting
+        one once. True if ``vote`` is that first vote (or a duplicate of it): only
+        those are tallied, so a Byzantine signer cannot grow our state by voting
+        for ever new hashes."""
+        if not self._in_window(vote.view):
+            return False
         key = (vote.validator, int(vote.kind), vote.view)
         r = self._round
         seen = r.seen.get(key)
         if seen is None:
             r.seen[key] = vote
-            return
-        if seen.block_hash != vote.block_hash and key not in r.reported:
+            return True
+        if seen.block_hash == vote.block_hash:
+            return True
+        if key not in r.reported:
             r.reported.add(key)
             self._evidence_reported += 1
             out.append(ReportEvidence(DuplicateVoteEvidence.of(seen, vote)))
@@ -539,9 +550,11 @@ class Replica:
                 and not self._in_vc
             ):
                 self._start_view_change(self._view + 1, out)  # equivocating primary
+        return False
 
     def _on_vote(self, vote: Vote, out: list[Effect]) -> None:
-        self._observe(vote, out)
+        if not self._observe(vote, out):
+            return
         r = self._round
         key = (vote.view, vote.block_hash)
         if vote.kind == VoteKind.PREPARE:

@@ -464,3 +464,29 @@ def test_seven_validators_tolerate_two_silent_ones() -> None:
     cert = cluster.nodes[0].store.certificate(4)
     assert cert is not None
     assert len(cert.signatures) >= 5
+
+
+def test_a_byzantine_voter_cannot_grow_the_tallies() -> None:
+    replica = started(1)
+    for i in range(500):
+        vote = Vote.create(
+            KEYS[3],
+            chain_id=CHAIN,
+            kind=VoteKind.PREPARE,
+            height=1,
+            view=0,
+            block_hash=sha256(b"junk %d" % i),
+        )
+        replica.step(MessageIn(VALIDATORS[3], vote), 2_500)
+    tallied = [v for votes in replica._round.prepares.values() for v in votes.values()]
+    assert len(tallied) == 1
+    far_view = Vote.create(
+        KEYS[3],
+        chain_id=CHAIN,
+        kind=VoteKind.COMMIT,
+        height=1,
+        view=10_000,
+        block_hash=b"\x05" * 32,
+    )
+    replica.step(MessageIn(VALIDATORS[3], far_view), 2_500)
+    assert all(view < 10_000 for view, _ in replica._round.commits)
