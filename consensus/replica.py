@@ -529,7 +529,7 @@ class Replica:
         one once. True if ``vote`` is that first vote (or a duplicate of it): only
         those are tallied, so a Byzantine signer cannot grow our state by voting
         for ever new hashes."""
-        if not self._in_window(vote.view):
+        if vote.height != self._height or not self._in_window(vote.view):
             return False
         key = (vote.validator, int(vote.kind), vote.view)
         r = self._round
@@ -793,8 +793,8 @@ class Replica:
         self._enter_view(view, out)
         proposal = nv.as_proposal()
         assert proposal is not None
-        self._observe(proposal.vote, out)
         if height == self._height:
+            self._observe(proposal.vote, out)
             self._accept_proposal(proposal, out)
         elif height > self._height:
             self._pending_new_view = nv
