@@ -51,8 +51,10 @@ class Start:
     """Begin (or resume after a restart) from what storage holds.
 
     ``last_header`` / ``last_certificate`` are the latest committed block's
-    (both ``None`` on a fresh chain); ``records`` are the safety records the
-    SafetyStore kept, so the replica never signs against them; ``prepared`` is
+    (both ``None`` on a fresh chain); ``records`` are all the safety records the
+    SafetyStore kept (``records_since(0)``: a view change at an older height
+    still forbids returning to the view it left), so the replica never signs
+    against them; ``prepared`` is
     what :class:`PersistPrepared` last saved.
     """
 

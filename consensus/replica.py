@@ -229,8 +229,9 @@ class Replica:
             self._signed[record.slot] = record.digest
             if record.height >= self._height:
                 self._view = max(self._view, record.view)
-                if record.phase == PHASE_VIEW_CHANGE:
-                    vc_view = max(vc_view, record.view)
+            if record.phase == PHASE_VIEW_CHANGE:
+                # A view we asked to leave stays left, whatever height we asked at.
+                vc_view = max(vc_view, record.view)
         if event.prepared is not None and event.prepared[0].height == self._height:
             self._prepared = event.prepared
         self._view_floor = max(vc_view, 0)

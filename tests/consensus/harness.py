@@ -92,7 +92,7 @@ class Cluster:
             event = Start(
                 node.store.header(h) if h else None,
                 node.store.certificate(h) if h else None,
-                tuple(node.store.safety.records_since(h + 1)),
+                tuple(node.store.safety.records_since(0)),
                 node.store.safety.load_prepared(),
             )
             self.apply(i, event)
