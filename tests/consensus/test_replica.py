@@ -490,3 +490,22 @@ def test_a_byzantine_voter_cannot_grow_the_tallies() -> None:
     )
     replica.step(MessageIn(VALIDATORS[3], far_view), 2_500)
     assert all(view < 10_000 for view, _ in replica._round.commits)
+
+
+def test_view_change_sent_at_an_older_height_still_binds_after_restart() -> None:
+    cluster = Cluster()
+    cluster.start()
+    cluster.run(until_height=2)
+    store = cluster.nodes[2].store
+    committed = store.latest_height()
+    # At some earlier height this replica asked to leave for view 3, then
+    # caught up through certificates from view 0.
+    store.safety.record(
+        SafetyRecord(height=committed, view=3, phase=PHASE_VIEW_CHANGE, digest=b"\x01" * 32)
+    )
+    cluster.queue.clear()
+    cluster.restart(2)
+    snap = cluster.nodes[2].replica.snapshot()
+    assert snap.in_view_change
+    assert snap.view_change_target >= 3
+    assert snap.height == committed + 1
