@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PKGS   := ledger storage node
+PKGS   := ledger storage consensus node
 
 .PHONY: devnet test lint typecheck pytest soak bench install clean
 
@@ -37,14 +37,15 @@ devnet: $(STAMP)
 ## make test: install into .venv if needed, then lint, type-check and run the test suite.
 test: lint typecheck pytest
 
-## make soak: the long randomized/crash tests too (not run by default).
+## make soak: the long randomized tests (20,000+ simulator seeds; not run by make test).
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## make bench: micro-benchmarks of the codec and storage (results printed and saved under bench/results/).
+## make bench: micro-benchmarks of the codec, storage and the consensus core (results printed and saved under bench/results/).
 bench: $(STAMP)
 	$(BIN)/python -m bench.codec_bench
 	$(BIN)/python -m bench.storage_bench
+	$(BIN)/python -m bench.consensus_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -141,8 +141,10 @@ class Replica:
         self._vc_target = 0
         self._failed_views = 0
         self._view_changes: dict[int, dict[bytes, ViewChange]] = {}
+        self._vc_timer_armed = False
         self._new_view_sent: set[int] = set()
         self._pending_new_view: NewView | None = None  # accepted, waiting for our height
+        self._last_new_view: NewView | None = None  # the one that started our view
         # the round at the current height
         self._round = _Round()
         self._prepared: tuple[PreparedCertificate, Block] | None = None
@@ -225,20 +227,22 @@ class Replica:
         self._height = 1 if event.last_header is None else event.last_header.height + 1
         self._view = 0 if event.last_certificate is None else event.last_certificate.view
         vc_view = -1
+        entered = self._view  # the highest view we are known to have worked in
         for record in event.records:
             self._signed[record.slot] = record.digest
-            if record.height >= self._height:
-                self._view = max(self._view, record.view)
             if record.phase == PHASE_VIEW_CHANGE:
                 # A view we asked to leave stays left, whatever height we asked at.
                 vc_view = max(vc_view, record.view)
+            elif record.height >= self._height:
+                entered = max(entered, record.view)
         if event.prepared is not None and event.prepared[0].height == self._height:
             self._prepared = event.prepared
+            entered = max(entered, event.prepared[0].view)
         self._view_floor = max(vc_view, 0)
-        if vc_view >= self._view and vc_view > 0:
-            # We had asked to leave the previous view: never go back (re-send the
-            # same VIEW-CHANGE if we can rebuild it, else move one view further).
-            self._view = vc_view - 1
+        self._view = entered
+        if vc_view > entered:
+            # We had asked to move to vc_view and never worked in it: resume that view
+            # change (the same VIEW-CHANGE if we can rebuild it, else a later view).
             self._start_view_change(vc_view, out)
         else:
             self._enter_height(out)
@@ -273,6 +277,12 @@ class Replica:
             self._continue_sync(out)
         elif kind is TimerKind.STATUS:
             out.append(Broadcast(Status(self._c.chain_id, self._last_cert)))
+            if self._in_vc:
+                # Retransmit our VIEW-CHANGE (PBFT does too): one lost during a
+                # partition must not leave the new primary short of a quorum forever.
+                mine = self._view_changes.get(self._vc_target, {}).get(self._me)
+                if mine is not None:
+                    out.append(Broadcast(mine))
             self._schedule_status(out)
         else:
             assert_never(kind)
@@ -453,7 +463,8 @@ class Replica:
             return True
         if height < self._height:
             # The sender is behind: tell it once per height of theirs.
-            if self._status_sent_to.get(sender) != height:
+            # (A late vote for the height we just committed is not news.)
+            if height < self._height - 1 and self._status_sent_to.get(sender) != height:
                 self._status_sent_to[sender] = height
                 out.append(Send(sender, Status(self._c.chain_id, self._last_cert)))
             return False
@@ -501,7 +512,8 @@ class Replica:
             return
         r.proposals[view] = proposal
         r.blocks[block.hash] = block
-        out.append(Broadcast(proposal.vote))  # echo: exposes an equivocating primary
+        if proposal.sender != self._me:
+            out.append(Broadcast(proposal.vote))  # echo: exposes an equivocating primary
         if block.hash not in r.validity:
             r.validity[block.hash] = None
             out.append(ValidateBlock(block))
@@ -641,6 +653,8 @@ class Replica:
         prepared = (
             self._prepared if self._prepared and self._prepared[0].height == self._height else None
         )
+        if prepared is not None:
+            target = max(target, prepared[0].view + 1)
         for candidate in range(target, target + self._c.limits.max_view_ahead):
             vc = ViewChange.create(
                 self._c.key,
@@ -659,13 +673,44 @@ class Replica:
         self._view_floor = max(self._view_floor, candidate)
         self._round.awaiting_proposal = False
         self._cancel_timer(TimerKind.PROGRESS)
+        self._cancel_timer(TimerKind.VIEW_CHANGE)
+        self._vc_timer_armed = False
         self._failed_views += 1
-        self._set_timer(TimerKind.VIEW_CHANGE, self._timeout_ms(), out)
         out.append(Broadcast(vc))
         self._view_changes.setdefault(candidate, {})[self._me] = vc
+        self._arm_view_change_timer(out)
         self._try_new_view(candidate, out)
 
+    def _arm_view_change_timer(self, out: list[Effect]) -> None:
+        """PBFT's rule, counted over later views too: wait for NEW-VIEW on a timer
+        only once 2f+1 replicas (us included) ask for our target view or a later one.
+        A replica alone in a view change waits without a timer, so it cannot run
+        ahead of the others view after view; the others, once they are a quorum at
+        or beyond our target, time out towards it (or the f+1 rule pulls them)."""
+        if not self._in_vc or self._vc_timer_armed:
+            return
+        asking = {
+            sender
+            for view, vcs in self._view_changes.items()
+            if view >= self._vc_target
+            for sender in vcs
+        }
+        if len(asking) < self._c.quorum:
+            return
+        self._vc_timer_armed = True
+        self._set_timer(TimerKind.VIEW_CHANGE, self._timeout_ms(), out)
+
     def _on_view_change(self, vc: ViewChange, out: list[Effect]) -> None:
+        nv = self._last_new_view
+        if (
+            vc.new_view == self._view
+            and not self._in_vc
+            and nv is not None
+            and nv.view == self._view
+        ):
+            # It still asks for the view we are in: it missed the NEW-VIEW. Resend it.
+            out.append(Send(vc.validator, nv))
+            return
         if vc.new_view <= self._view or vc.new_view > self._view + self._c.limits.max_view_ahead:
             return
         if vc.committed_height >= self._height:
@@ -674,6 +719,8 @@ class Replica:
         previous = votes.get(vc.validator)
         if previous is None or previous.committed_height <= vc.committed_height:
             votes[vc.validator] = vc
+        if vc.new_view >= self._vc_target:
+            self._arm_view_change_timer(out)
         # f+1 others want a view later than ours: join the smallest such view (PBFT 4.5.2).
         current = self._vc_target if self._in_vc else self._view
         later = [
@@ -762,6 +809,7 @@ class Replica:
         if not self._guard(height, view, PHASE_NEW_VIEW, new_view.digest, out):
             return
         self._new_view_sent.add(view)
+        self._last_new_view = new_view
         out.append(Broadcast(new_view))
         if chosen is None:
             self._round.validity[block.hash] = True  # the node just built and executed it
@@ -774,8 +822,8 @@ class Replica:
         view = nv.view
         if view < self._view or (view == self._view and not self._in_vc):
             return
-        if sender != nv.validator or nv.validator != self._c.primary(view):
-            return
+        if nv.validator != self._c.primary(view):
+            return  # signed by the primary (checked at the boundary); any validator may relay
         vcs = nv.view_changes
         if len(vcs) < self._c.quorum:
             return
@@ -792,6 +840,10 @@ class Replica:
             return  # we already moved past this view
         self._view_floor = max(self._view_floor, view)
         self._enter_view(view, out)
+        # Relay it once: a primary that shows NEW-VIEW to only some replicas must not
+        # leave the others waiting in the view change (they would have no timer).
+        out.append(Broadcast(nv))
+        self._last_new_view = nv
         proposal = nv.as_proposal()
         assert proposal is not None
         if height == self._height:
@@ -849,7 +901,8 @@ class Replica:
         out.append(
             StableCheckpoint(height, checkpoint.block_hash, checkpoint.state_root, signatures)
         )
-        out.append(PruneSafety(height))
+        # Records of heights we have not committed may still guard a vote: keep them.
+        out.append(PruneSafety(min(height, self._height - 1)))
         self._checkpoints = {h: v for h, v in self._checkpoints.items() if h > height}
 
     # ------------------------------------------------------------------ catch-up

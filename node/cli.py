@@ -82,6 +82,113 @@ def db_check(path: Path, genesis_path: Path) -> None:
     click.echo(f"ok: {path}: chain {genesis.chain_id}, height {height}, state root {root.hex()}")
 
 
+def _seed_range(text: str) -> range:
+    first, sep, last = text.partition("-")
+    try:
+        low = int(first)
+        high = int(last) if sep else low
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not A-B (e.g. 1-500) or one seed") from None
+    if low < 0 or high < low:
+        raise click.BadParameter(f"{text!r}: need 0 <= A <= B")
+    return range(low, high + 1)
+
+
+@cli.command()
+@click.option(
+    "--seeds",
+    "seeds",
+    required=True,
+    metavar="A-B",
+    help="Seeds to run, inclusive (e.g. 1-500), or one seed.",
+)
+@click.option(
+    "--validators",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=4),
+    help="Validators per run (n; f = (n-1)//3).",
+)
+@click.option(
+    "--byzantine",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Byzantine validators per run (at most f). Default: each seed chooses 0..f.",
+)
+@click.option(
+    "--heights",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Height every honest replica must reach after the faults heal.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="One line per seed.")
+@click.option(
+    "--transcript",
+    is_flag=True,
+    help="Print the full transcript of the first failing seed (or of the only seed).",
+)
+def sim(
+    *,
+    seeds: str,
+    validators: int,
+    byzantine: int | None,
+    heights: int,
+    verbose: bool,
+    transcript: bool,
+) -> None:
+    """Run the deterministic consensus simulator over a range of seeds.
+
+    Each seed is one run: a fault phase (partitions, loss, duplication, crashes and
+    restarts, Byzantine validators), then a healed network in which every honest replica
+    must reach --heights. Safety is checked after every step. Prints one summary line;
+    exits 1 on any violation or liveness failure, naming the first failing seed and the
+    command that replays it bit for bit.
+    """
+    # Imported here: the simulator pulls in the consensus core, which the other commands
+    # (keygen, db check) must not depend on.
+    from node.sim import run, run_many  # noqa: PLC0415
+    from node.sim.runner import RunResult  # noqa: PLC0415
+
+    seed_range = _seed_range(seeds)
+    limit = (validators - 1) // 3
+    if byzantine is not None and byzantine > limit:
+        raise click.BadParameter(
+            f"{validators} validators tolerate at most {limit} Byzantine", param_hint="--byzantine"
+        )
+
+    def show(result: RunResult) -> None:
+        if verbose:
+            state = "ok" if result.ok else "FAIL"
+            click.echo(
+                f"seed {result.seed}: {state} heights {list(result.committed_heights)} "
+                f"view changes {result.view_changes} byzantine {list(result.behaviours)} "
+                f"digest {result.transcript_digest[:16]}"
+            )
+
+    summary = run_many(
+        seed_range, validators=validators, byzantine=byzantine, heights=heights, on_result=show
+    )
+    click.echo(summary.line())
+    failed = summary.first_failure
+    shown = failed.seed if failed is not None else seed_range[0]
+    if transcript and (failed is not None or len(seed_range) == 1):
+        replay = run(
+            shown, validators=validators, byzantine=byzantine, heights=heights, keep_transcript=True
+        )
+        for line in replay.transcript:
+            click.echo(line)
+    if failed is None:
+        return
+    click.echo(
+        f"FAIL: {len(summary.failures)} of {summary.seeds_run} seeds failed; first: seed "
+        f"{failed.seed}: {failed.first_problem()}",
+        err=True,
+    )
+    click.echo(f"reproduce with: {failed.reproduce()}", err=True)
+    raise SystemExit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
