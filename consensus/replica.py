@@ -608,16 +608,7 @@ class Replica:
         if self._guard(height, view, PHASE_PREPARE, block_hash, out):
             if view not in r.sent_prepare:
                 r.sent_prepare.add(view)
-                vote = Vote.create(
-                    self._c.key,
-                    chain_id=self._c.chain_id,
-                    kind=VoteKind.PREPARE,
-                    height=height,
-                    view=view,
-                    block_hash=block_hash,
-                )
-                out.append(Broadcast(vote))
-                r.prepares.setdefault((view, block_hash), {})[self._me] = vote
+                self._cast(VoteKind.PREPARE, view, block_hash, r.prepares, out)
         else:
             return
         # Prepared: save the certificate durably, then COMMIT.
@@ -632,17 +623,28 @@ class Replica:
             self._prepared = (certificate, block)
             out.append(PersistPrepared(certificate, block))  # durable before the COMMIT
         r.sent_commit.add(view)
+        self._cast(VoteKind.COMMIT, view, block_hash, r.commits, out)
+        self._advance(out)
+
+    def _cast(
+        self,
+        kind: VoteKind,
+        view: int,
+        block_hash: bytes,
+        tally: dict[tuple[int, bytes], dict[bytes, Vote]],
+        out: list[Effect],
+    ) -> None:
+        """Sign and broadcast our vote (its slot is already persisted) and count it."""
         vote = Vote.create(
             self._c.key,
             chain_id=self._c.chain_id,
-            kind=VoteKind.COMMIT,
-            height=height,
+            kind=kind,
+            height=self._height,
             view=view,
             block_hash=block_hash,
         )
         out.append(Broadcast(vote))
-        r.commits.setdefault((view, block_hash), {})[self._me] = vote
-        self._advance(out)
+        tally.setdefault((view, block_hash), {})[self._me] = vote
 
     # ------------------------------------------------------------------ view change
 
