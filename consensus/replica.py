@@ -703,6 +703,8 @@ class Replica:
         self._set_timer(TimerKind.VIEW_CHANGE, self._timeout_ms(), out)
 
     def _on_view_change(self, vc: ViewChange, out: list[Effect]) -> None:
+        if vc.validator == self._me:
+            return  # our own, replayed to us by someone
         nv = self._last_new_view
         if (
             vc.new_view == self._view
@@ -915,6 +917,8 @@ class Replica:
         """A certificate proves ``cert.height`` is committed: sync if we lack it."""
         if cert is None or cert.height < self._height:
             return
+        if peer == self._me:
+            peer = next(v for v in sorted(self._c.validators) if v != self._me)
         self._sync_target = max(self._sync_target, cert.height)
         if self._sync_peer is None:
             self._sync_peer = peer

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from consensus.config import PHASE_PROPOSE
 from ledger.messages import BlockResponse, Message, Status
 from ledger.types import Vote, VoteKind
-from node.sim import Behaviour, Simulation
+from node.sim import Behaviour, Simulation, run
 from node.sim.stories import STORY_LINK, STORY_OPTIONS, story_simulation
 
 
@@ -80,3 +82,16 @@ def test_view_changes_converge_after_a_restart() -> None:
     decided = sim.run_until(lambda: all(sim.committed(n) >= 1 for n in honest), 120_000)
     assert sim.checker.ok, sim.checker.violations
     assert decided, "; ".join(sim.describe_node(n) for n in honest)
+
+
+@pytest.mark.parametrize(
+    ("seed", "validators", "byzantine"),
+    [(100_119, 4, None), (300_271, 7, None), (200_050, 4, 1)],
+)
+def test_a_replayed_own_view_change_is_ignored(
+    seed: int, validators: int, byzantine: int | None
+) -> None:
+    """Found by the soak: a Byzantine replayer sent v1 its own VIEW-CHANGE for the view
+    v1 was already in, and v1 answered by sending its NEW-VIEW to itself."""
+    result = run(seed, validators=validators, byzantine=byzantine)
+    assert result.ok, result.first_problem()
