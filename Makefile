@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PKGS   := ledger storage consensus node
+PKGS   := ledger storage consensus p2p node
 
 .PHONY: devnet test lint typecheck pytest soak bench install clean
 
@@ -41,11 +41,12 @@ test: lint typecheck pytest
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## make bench: micro-benchmarks of the codec, storage and the consensus core (results printed and saved under bench/results/).
+## make bench: micro-benchmarks of the codec, storage, the consensus core and the peer link (results printed and saved under bench/results/).
 bench: $(STAMP)
 	$(BIN)/python -m bench.codec_bench
 	$(BIN)/python -m bench.storage_bench
 	$(BIN)/python -m bench.consensus_bench
+	$(BIN)/python -m bench.p2p_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
