@@ -7,14 +7,24 @@ a bug.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import click
 
 from ledger.errors import GenesisError, KeyFileError
-from ledger.genesis import Genesis
+from ledger.genesis import MIN_VALIDATORS, Genesis
 from ledger.keys import SigningKey, write_key_file
+from node.daemon import StartupError, load_home, run_node, setup_logging
+from node.devnet import run_devnet
+from node.sim import run as run_seed
+from node.sim import run_many
+from node.sim.runner import RunResult
+from node.testnet import TestnetError, create_testnet
 from storage import StorageError, open_store
 
 EXIT_USAGE = 2
@@ -147,8 +157,6 @@ def sim(
     """
     # Imported here: the simulator pulls in the consensus core, which the other commands
     # (keygen, db check) must not depend on.
-    from node.sim import run, run_many  # noqa: PLC0415
-    from node.sim.runner import RunResult  # noqa: PLC0415
 
     seed_range = _seed_range(seeds)
     limit = (validators - 1) // 3
@@ -173,7 +181,7 @@ def sim(
     failed = summary.first_failure
     shown = failed.seed if failed is not None else seed_range[0]
     if transcript and (failed is not None or len(seed_range) == 1):
-        replay = run(
+        replay = run_seed(
             shown, validators=validators, byzantine=byzantine, heights=heights, keep_transcript=True
         )
         for line in replay.transcript:
@@ -187,6 +195,124 @@ def sim(
     )
     click.echo(f"reproduce with: {failed.reproduce()}", err=True)
     raise SystemExit(1)
+
+
+@cli.command()
+@click.option(
+    "--validators",
+    "validators",
+    required=True,
+    type=int,
+    help="Number of validators (at least 4: n >= 3f + 1 with f >= 1).",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to create the network in; must be new or empty.",
+)
+@click.option("--chain-id", "chain_id", default="radledger-testnet", show_default=True)
+@click.option(
+    "--base-port",
+    "base_port",
+    default=26600,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Node i listens on base+10i (p2p), base+10i+1 (rpc), base+10i+2 (metrics).",
+)
+def testnet(validators: int, out: Path, chain_id: str, base_port: int) -> None:
+    """Create a local test network: genesis, keys (mode 0600) and config.toml per node.
+
+    Writes OUT/genesis.json and OUT/node{i}/ (config.toml, genesis.json, node_key.json,
+    validator_key.json, admin_key.json), all on 127.0.0.1, every node dialing all others.
+    Refuses a non-empty OUT, so it never overwrites keys.
+    """
+
+    if validators < MIN_VALIDATORS:
+        raise click.BadParameter(
+            f"a BFT network needs at least {MIN_VALIDATORS} validators "
+            f"(n >= 3f + 1 with f >= 1), got {validators}",
+            param_hint="--validators",
+        )
+    try:
+        network = create_testnet(out, validators, chain_id=chain_id, base_port=base_port)
+    except TestnetError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in network.summary():
+        click.echo(line)
+
+
+@cli.command()
+@click.option(
+    "--home",
+    "home",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The node's home directory (config.toml, keys, genesis.json, data/).",
+)
+@click.option(
+    "--log-format",
+    "log_format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Overrides [log] format.",
+)
+def run(home: Path, log_format: str | None) -> None:
+    """Run a node until SIGTERM or SIGINT."""
+    try:
+        loaded = load_home(home)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+    setup_logging(loaded.config.log.level, log_format or loaded.config.log.format)
+    try:
+        code = asyncio.run(run_node(loaded))
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--validators", default=4, show_default=True, type=click.IntRange(min=4))
+@click.option(
+    "--home",
+    "home",
+    default=Path("devnet"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the network lives; created on first use, reused afterwards.",
+)
+@click.option("--base-port", "base_port", default=26600, show_default=True, type=int)
+def devnet(validators: int, home: Path, base_port: int) -> None:
+    """Start a local network of separate node processes; Ctrl-C stops it."""
+    try:
+        code = run_devnet(home, validators, base_port)
+    except TestnetError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--rpc", "rpc", default="http://127.0.0.1:26601", show_default=True, help="A node's RPC URL."
+)
+def status(rpc: str) -> None:
+    """Height, view, primary, peers, sync state and mempool of one node."""
+    if not rpc.startswith(("http://", "https://")):
+        raise click.ClickException(f"--rpc must be an http(s) URL, got {rpc!r}")
+    try:
+        with urllib.request.urlopen(f"{rpc.rstrip('/')}/v1/status", timeout=5) as response:  # noqa: S310
+            s = json.load(response)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise click.ClickException(f"{rpc}: cannot read status: {exc}") from None
+    sync = f"catching up to {s['catching_up_to']}" if s["syncing"] else "in sync"
+    view = f"{s['view']} (view change under way)" if s["in_view_change"] else str(s["view"])
+    click.echo(f"chain    {s['chain_id']}")
+    click.echo(f"height   {s['height']}  ({s['latest_block_hash'] or '-'})")
+    click.echo(f"view     {view}, primary {s['primary'][:16]}")
+    click.echo(f"peers    {s['peers']}")
+    click.echo(f"sync     {sync}")
+    click.echo(f"mempool  {s['mempool_txs']} txs")
 
 
 def main() -> None:

@@ -1,0 +1,137 @@
+"""The mempool: admission checks, bounds, and what the primary proposes.
+
+Admission (CheckTx) in order of cost: size, chain id, duplicate, kind, nonce
+(above the signer's committed nonce and not already pending), bounds, then the
+ed25519 signature (verified once per node and cached by hash). Bounded by
+count, bytes and per-signer count; when full, submission fails with
+``mempool_full`` (the RPC answers 429 with ``Retry-After``). After each commit
+the committed transactions and those whose nonce is now stale are evicted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from ledger.types import Tx
+from node.app import StateReader, check_kind, committed_nonce
+
+_VERIFIED_CACHE_ENTRIES: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolLimits:
+    max_txs: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_txs_per_signer: int = 256
+    max_tx_bytes: int = 32 * 1024
+
+
+class Rejected(Exception):
+    """A transaction was not admitted; ``code`` is stable for clients."""
+
+    def __init__(self, code: str, message: str, *, retry_after_s: int | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{code}: {message}")
+
+
+class Mempool:
+    def __init__(self, chain_id: str, limits: MempoolLimits, state: StateReader) -> None:
+        self._chain_id = chain_id
+        self._limits = limits
+        self._state = state
+        self._txs: OrderedDict[bytes, Tx] = OrderedDict()
+        self._sizes: dict[bytes, int] = {}
+        self._bytes = 0
+        self._by_signer: dict[bytes, dict[int, bytes]] = {}  # signer -> nonce -> hash
+        self._verified: OrderedDict[bytes, bool] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._txs
+
+    def signature_ok(self, tx: Tx) -> bool:
+        """Verify once per node; later calls (e.g. the same tx in a proposal) hit the cache."""
+        cached = self._verified.get(tx.hash)
+        if cached is None:
+            cached = tx.verify_signature()
+            self._verified[tx.hash] = cached
+            if len(self._verified) > _VERIFIED_CACHE_ENTRIES:
+                self._verified.popitem(last=False)
+        return cached
+
+    def add(self, tx: Tx) -> None:
+        size = len(tx.encode())
+        if size > self._limits.max_tx_bytes:
+            raise Rejected("tx_too_large", f"{size} bytes exceeds {self._limits.max_tx_bytes}")
+        if tx.chain_id != self._chain_id:
+            raise Rejected("wrong_chain", f"transaction is for chain {tx.chain_id!r}")
+        if tx.hash in self._txs:
+            raise Rejected("duplicate", "transaction is already pending")
+        rejection = check_kind(tx)
+        if rejection is not None:
+            raise Rejected(rejection.code, rejection.message)
+        last = committed_nonce(self._state, tx.signer)
+        if tx.nonce <= last:
+            raise Rejected("nonce_reused", f"nonce {tx.nonce} is not above the committed {last}")
+        pending = self._by_signer.get(tx.signer, {})
+        if tx.nonce in pending:
+            raise Rejected("nonce_reused", f"nonce {tx.nonce} is already pending")
+        if len(pending) >= self._limits.max_txs_per_signer:
+            raise Rejected(
+                "signer_limit",
+                f"{len(pending)} transactions of this signer are pending",
+                retry_after_s=1,
+            )
+        if len(self._txs) >= self._limits.max_txs or self._bytes + size > self._limits.max_bytes:
+            raise Rejected("mempool_full", "the mempool is full", retry_after_s=1)
+        if not self.signature_ok(tx):
+            raise Rejected("bad_signature", "the signature does not verify")
+        self._txs[tx.hash] = tx
+        self._sizes[tx.hash] = size
+        self._bytes += size
+        self._by_signer.setdefault(tx.signer, {})[tx.nonce] = tx.hash
+
+    def _remove(self, tx_hash: bytes) -> None:
+        tx = self._txs.pop(tx_hash, None)
+        if tx is None:
+            return
+        self._bytes -= self._sizes.pop(tx_hash)
+        pending = self._by_signer.get(tx.signer)
+        if pending is not None:
+            pending.pop(tx.nonce, None)
+            if not pending:
+                del self._by_signer[tx.signer]
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[Tx]:
+        """Transactions for a block, each signer's in ascending nonce order."""
+        chosen: list[Tx] = []
+        total = 0
+        for tx in sorted(self._txs.values(), key=lambda t: (t.signer, t.nonce)):
+            size = self._sizes[tx.hash]
+            if len(chosen) >= max_txs or total + size > max_bytes:
+                break
+            chosen.append(tx)
+            total += size
+        return chosen
+
+    def on_commit(self, committed: list[Tx]) -> int:
+        """Evict committed transactions and those made stale; return how many left."""
+        before = len(self._txs)
+        for tx in committed:
+            self._remove(tx.hash)
+        for signer in list(self._by_signer):
+            last = committed_nonce(self._state, signer)
+            for nonce, tx_hash in list(self._by_signer.get(signer, {}).items()):
+                if nonce <= last:
+                    self._remove(tx_hash)
+        return before - len(self._txs)

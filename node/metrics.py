@@ -1,0 +1,124 @@
+"""Prometheus metrics (namespace ``radledger_``), one registry per node.
+
+Counters and histograms are updated where things happen; gauges that mirror
+state (height, view, mempool, peers) are read at scrape time by a collector,
+so scraping costs nothing between scrapes and can never disagree with the
+node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+NAMESPACE = "radledger"
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """State read at scrape time."""
+
+    height: int
+    view: int
+    in_view_change: bool
+    catching_up_to: int
+    mempool_txs: int
+    mempool_bytes: int
+    peers: int
+    validators_missing_votes: int
+
+
+class _StateCollector(Collector):
+    def __init__(self, read: Callable[[], Gauges]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        g = self._read()
+        values = {
+            "consensus_height": ("Latest committed height.", g.height),
+            "consensus_view": ("Current PBFT view.", g.view),
+            "consensus_in_view_change": ("1 while a view change is under way.", g.in_view_change),
+            "consensus_validators_missing_votes": (
+                "Validators whose vote for the current height has not arrived.",
+                g.validators_missing_votes,
+            ),
+            "sync_target_height": ("Height being caught up to (0: in sync).", g.catching_up_to),
+            "mempool_txs": ("Transactions in the mempool.", g.mempool_txs),
+            "mempool_bytes": ("Bytes of transactions in the mempool.", g.mempool_bytes),
+            "p2p_peers": ("Connected peers.", g.peers),
+        }
+        for name, (doc, value) in values.items():
+            yield GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, value=float(value))
+
+
+class NodeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.blocks_committed = Counter(
+            "blocks_committed", "Blocks committed.", namespace=NAMESPACE, registry=r
+        )
+        self.txs_committed = Counter(
+            "txs_committed", "Transactions committed.", namespace=NAMESPACE, registry=r
+        )
+        self.view_changes = Counter(
+            "consensus_view_changes",
+            "Views entered after the first.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.evidence = Counter(
+            "byzantine_evidence", "Equivocations detected.", namespace=NAMESPACE, registry=r
+        )
+        self.blocks_synced = Counter(
+            "sync_blocks", "Blocks applied through catch-up.", namespace=NAMESPACE, registry=r
+        )
+        self.txs_rejected = Counter(
+            "mempool_rejected_txs",
+            "Transactions refused at admission, by reason.",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.rpc_requests = Counter(
+            "rpc_requests",
+            "RPC requests by route and status.",
+            ["route", "status"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.rpc_seconds = Histogram(
+            "rpc_request_duration_seconds",
+            "RPC latency.",
+            ["route"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.block_interval = Histogram(
+            "block_interval_seconds",
+            "Time between consecutive commits.",
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+        )
+        self.commit_seconds = Histogram(
+            "storage_commit_duration_seconds",
+            "LevelDB block commit (one fsynced batch).",
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+        )
+        self.block_txs = Histogram(
+            "block_txs",
+            "Transactions per committed block.",
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=(0, 1, 10, 100, 1000, 5000),
+        )
+
+    def watch(self, read: Callable[[], Gauges]) -> None:
+        self.registry.register(_StateCollector(read))

@@ -1,0 +1,284 @@
+"""The node's HTTP RPC (aiohttp, JSON) and ``/metrics``.
+
+Every error is ``{"error": {"code", "message", "detail"}}`` with a 4xx status
+for client mistakes; an unexpected failure is logged and answered with a 500
+that carries no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ledger.errors import DecodeError
+from ledger.types import Block, Tx
+from node.mempool import Rejected
+from node.runtime import NodeRuntime
+
+log = logging.getLogger("radledger.rpc")
+
+#: Largest request body accepted, in bytes (a transaction is at most 64 KiB).
+DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
+#: Longest ``?wait=commit`` may hold a request, in milliseconds.
+DEFAULT_MAX_WAIT_MS: Final = 30_000
+
+_REJECTION_STATUS: Final = {
+    "tx_too_large": 413,
+    "wrong_chain": 400,
+    "unknown_kind": 400,
+    "bad_signature": 400,
+    "duplicate": 409,
+    "nonce_reused": 409,
+    "signer_limit": 429,
+    "mempool_full": 429,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.detail = detail or {}
+        super().__init__(message)
+
+
+def _error(status: int, code: str, message: str, **detail: Any) -> web.Response:
+    body = {"error": {"code": code, "message": message, "detail": detail}}
+    return web.json_response(body, status=status)
+
+
+def _hex(text: str, what: str, size: int | None = None) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, "invalid_hex", f"{what} must be hex") from None
+    if size is not None and len(raw) != size:
+        raise ApiError(400, "invalid_hex", f"{what} must be {size} bytes")
+    return raw
+
+
+def block_json(block: Block, node: NodeRuntime) -> dict[str, Any]:
+    cert = node.store.certificate(block.height)
+    return {
+        "hash": block.hash.hex(),
+        "header": block.header.to_json(),
+        "txs": [tx.hash.hex() for tx in block.txs],
+        "evidence": len(block.evidence),
+        "certificate": cert.to_json() if cert is not None else None,
+    }
+
+
+class Rpc:
+    def __init__(
+        self,
+        node: NodeRuntime,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_wait_ms: int = DEFAULT_MAX_WAIT_MS,
+        reads: bool = True,
+        writes: bool = True,
+    ) -> None:
+        """``reads``/``writes`` select the routes, so that transaction submission can
+        listen on its own address (e.g. only on the site's internal network)."""
+        self.node = node
+        self.max_wait_ms = max_wait_ms
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._middleware])
+        if writes:
+            self.app.add_routes([web.post("/v1/txs", self.submit_tx)])
+        if not reads:
+            return
+        self.app.add_routes(
+            [
+                web.get("/v1/txs/{hash}", self.get_tx),
+                web.get("/v1/blocks/latest", self.latest_block),
+                web.get("/v1/blocks/{height}", self.get_block),
+                web.get("/v1/status", self.status),
+                web.get("/v1/health", self.health),
+                web.get("/v1/validators", self.validators),
+                web.get("/v1/consensus", self.consensus),
+                web.get("/metrics", self.metrics),
+            ]
+        )
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        label = route.canonical if route is not None else "unmatched"
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = _error(exc.status, exc.code, exc.message, **exc.detail)
+        except web.HTTPRequestEntityTooLarge:
+            response = _error(413, "body_too_large", "request body exceeds the limit")
+        except web.HTTPException as exc:
+            response = _error(exc.status, "http_error", exc.reason)
+        except Exception:
+            log.exception("RPC %s %s failed", request.method, request.path)
+            response = _error(500, "internal", "internal error; see the node's log")
+        metrics = self.node.metrics
+        metrics.rpc_requests.labels(label, str(response.status)).inc()
+        metrics.rpc_seconds.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    async def submit_tx(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, "malformed_json", f"body is not JSON: {exc.msg}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("tx"), str):
+            raise ApiError(
+                400, "invalid_request", 'body must be {"tx": "<hex of the canonical encoding>"}'
+            )
+        try:
+            tx = Tx.decode(_hex(body["tx"], "tx"))
+        except DecodeError as exc:
+            raise ApiError(400, "malformed_tx", str(exc)) from None
+        try:
+            self.node.admit(tx)
+        except Rejected as exc:
+            status = _REJECTION_STATUS.get(exc.code, 400)
+            response = _error(status, exc.code, exc.message, hash=tx.hash.hex())
+            if exc.retry_after_s is not None:
+                response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
+        if request.query.get("wait") == "commit":
+            text = request.query.get("timeout_ms", str(self.max_wait_ms))
+            if not text.isdigit():
+                raise ApiError(400, "invalid_request", "timeout_ms must be a whole number")
+            timeout_ms = min(int(text), self.max_wait_ms)
+            location = await self.node.wait_for_commit(tx.hash, timeout_ms / 1000)
+            if location is not None:
+                height, index = location
+                return web.json_response(
+                    {"hash": tx.hash.hex(), "status": "committed", "height": height, "index": index}
+                )
+            return web.json_response({"hash": tx.hash.hex(), "status": "pending"}, status=202)
+        return web.json_response({"hash": tx.hash.hex(), "status": "admitted"}, status=202)
+
+    async def get_tx(self, request: web.Request) -> web.Response:
+        tx_hash = _hex(request.match_info["hash"], "hash", 32)
+        tx = self.node.store.tx(tx_hash)
+        if tx is None:
+            if tx_hash in self.node.mempool:
+                return web.json_response({"hash": tx_hash.hex(), "status": "pending"})
+            raise ApiError(404, "not_found", "no such transaction")
+        location = self.node.store.tx_location(tx_hash)
+        assert location is not None
+        return web.json_response(
+            {
+                "hash": tx_hash.hex(),
+                "status": "committed",
+                "height": location[0],
+                "index": location[1],
+                "tx": tx.to_json(),
+            }
+        )
+
+    async def latest_block(self, request: web.Request) -> web.Response:
+        height = self.node.store.latest_height()
+        block = self.node.store.block(height) if height else None
+        if block is None:
+            raise ApiError(404, "not_found", "no block committed yet")
+        return web.json_response(block_json(block, self.node))
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        text = request.match_info["height"]
+        if not text.isdigit():
+            raise ApiError(400, "invalid_height", "height must be a positive integer")
+        block = self.node.store.block(int(text))
+        if block is None:
+            raise ApiError(404, "not_found", f"no block at height {text}")
+        return web.json_response(block_json(block, self.node))
+
+    async def status(self, request: web.Request) -> web.Response:
+        node = self.node
+        snap = node.replica.snapshot()
+        height = node.store.latest_height()
+        block_hash = node.store.block_hash(height) if height else None
+        return web.json_response(
+            {
+                "chain_id": node.genesis.chain_id,
+                "genesis_hash": node.genesis.hash.hex(),
+                "height": height,
+                "latest_block_hash": block_hash.hex() if block_hash else None,
+                "view": snap.view,
+                "primary": snap.primary.hex(),
+                "in_view_change": snap.in_view_change,
+                "syncing": snap.catching_up_to > 0,
+                "catching_up_to": snap.catching_up_to,
+                "peers": len(node.network.connected_peers()),
+                "mempool_txs": len(node.mempool),
+                "validator": node.replica.config.key.public_key.hex(),
+            }
+        )
+
+    async def health(self, request: web.Request) -> web.Response:
+        if self.node.fatal is not None:
+            return _error(503, "halted", str(self.node.fatal))
+        return web.json_response({"ok": True, "height": self.node.store.latest_height()})
+
+    async def validators(self, request: web.Request) -> web.Response:
+        genesis = self.node.genesis
+        return web.json_response(
+            {
+                "quorum": genesis.quorum,
+                "f": genesis.f,
+                "validators": [
+                    {
+                        "name": v.name,
+                        "site_id": v.site_id,
+                        "validator_key": v.validator_key.hex(),
+                        "address": v.address,
+                    }
+                    for v in genesis.validators
+                ],
+            }
+        )
+
+    async def consensus(self, request: web.Request) -> web.Response:
+        snap = self.node.replica.snapshot()
+        names = {v.validator_key: v.name for v in self.node.genesis.validators}
+
+        def who(keys: tuple[bytes, ...]) -> list[str]:
+            return [names.get(k, k.hex()[:16]) for k in keys]
+
+        everyone = set(names)
+        return web.json_response(
+            {
+                "height": snap.height,
+                "view": snap.view,
+                "phase": "view-change"
+                if snap.in_view_change
+                else (
+                    "prepared" if snap.prepared else "proposed" if snap.proposal_hash else "waiting"
+                ),
+                "primary": names.get(snap.primary, snap.primary.hex()),
+                "proposal": snap.proposal_hash.hex() if snap.proposal_hash else None,
+                "prepared": who(snap.prepare_voters),
+                "not_prepared": who(tuple(sorted(everyone - set(snap.prepare_voters)))),
+                "committed": who(snap.commit_voters),
+                "not_committed": who(tuple(sorted(everyone - set(snap.commit_voters)))),
+                "view_change_target": snap.view_change_target if snap.in_view_change else None,
+                "view_change_voters": who(snap.view_change_voters),
+                "catching_up_to": snap.catching_up_to,
+                "refused_signatures": snap.refused_signatures,
+                "evidence_reported": snap.evidence_reported,
+                "stable_checkpoint": snap.stable_checkpoint,
+            }
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        payload = generate_latest(self.node.metrics.registry)
+        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,407 @@
+"""The node runtime: one consensus replica, its effects carried out in order.
+
+Inputs (verified peer messages, timers, built and executed blocks) go through
+one queue; a single worker task feeds them to ``Replica.step`` and executes
+the returned effects strictly in order. That order is the safety contract:
+a ``Persist`` (fsynced by storage) happens before any later send of the same
+step is handed to the peer layer, and a block commit is one atomic LevelDB
+write. Work that takes time (building a proposal, executing a block) runs
+here too and answers through the queue, so the replica never sees effects
+out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Final, assert_never
+
+from consensus.config import ReplicaConfig
+from consensus.events import (
+    BlockValidated,
+    Broadcast,
+    CommitBlock,
+    Effect,
+    Input,
+    MessageIn,
+    Persist,
+    PersistPrepared,
+    ProposalReady,
+    PruneSafety,
+    ReportEvidence,
+    RequestProposal,
+    Send,
+    ServeBlocks,
+    SetTimer,
+    StableCheckpoint,
+    Start,
+    TimerFired,
+    TimerKind,
+    ValidateBlock,
+)
+from consensus.replica import Replica
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis
+from ledger.keys import SigningKey
+from ledger.messages import BlockResponse, Message
+from ledger.types import Block, CommitCertificate, DuplicateVoteEvidence, Tx
+from node import app
+from node.mempool import Mempool, MempoolLimits, Rejected
+from node.metrics import Gauges, NodeMetrics
+from p2p import ConsensusMessage, PeerConfig, PeerInfo, PeerNetwork, SyncMessage
+from p2p.network import CONSENSUS_TYPES, SYNC_TYPES
+from storage import LevelDBStore, StorageError
+
+log = logging.getLogger("radledger.node")
+
+#: Blocks served per catch-up response.
+SERVE_BLOCKS_MAX: Final = 16
+#: Pending equivocation evidence kept for the next proposals.
+MAX_PENDING_EVIDENCE: Final = 64
+#: Executed-but-uncommitted write sets kept (one per proposal seen at a height).
+MAX_CACHED_WRITE_SETS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class BlockPolicy:
+    """When the primary proposes. Units are in the names."""
+
+    max_batch_delay_ms: int = 50
+    create_empty_blocks: bool = True
+    empty_block_interval_ms: int = 1_000
+
+
+class FatalError(Exception):
+    """The node cannot continue safely (diverged state, a refused signature)."""
+
+
+class NodeRuntime:
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        validator_key: SigningKey,
+        store: LevelDBStore,
+        peer_config: PeerConfig,
+        mempool_limits: MempoolLimits | None = None,
+        policy: BlockPolicy | None = None,
+    ) -> None:
+        self.genesis = genesis
+        self.store = store
+        self.policy = policy or BlockPolicy()
+        self.replica = Replica(ReplicaConfig.from_genesis(genesis, validator_key))
+        self.mempool = Mempool(genesis.chain_id, mempool_limits or MempoolLimits(), store.get)
+        self.network = PeerNetwork(peer_config, _Handler(self))
+        self.metrics = NodeMetrics()
+        self._last_commit_s = 0.0
+        self.fatal: FatalError | None = None
+        self._validators = genesis.validator_keys
+        self._me = validator_key.public_key
+        self._queue: asyncio.Queue[Input] = asyncio.Queue()
+        self._timers: dict[TimerKind, asyncio.TimerHandle] = {}
+        self._writes: dict[bytes, app.Writes] = {}
+        self._evidence: dict[bytes, DuplicateVoteEvidence] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
+        self._new_block = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._last_view = 0
+        self.metrics.watch(self._gauges)  # last: collecting reads the fields above
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @staticmethod
+    def now_ms() -> int:
+        return time.time_ns() // 1_000_000
+
+    async def start(self) -> None:
+        height = self.store.latest_height()
+        start = Start(
+            self.store.header(height) if height else None,
+            self.store.certificate(height) if height else None,
+            tuple(self.store.safety.records_since(0)),
+            self.store.safety.load_prepared(),
+        )
+        await self.network.start()
+        self._worker = asyncio.create_task(self._run(), name="radledger-consensus")
+        self.submit(start)
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        for handle in self._timers.values():
+            handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        await self.network.stop()
+
+    def submit(self, event: Input) -> None:
+        if not self._stopped.is_set():
+            self._queue.put_nowait(event)
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                effects = self.replica.step(event, self.now_ms())
+                for effect in effects:
+                    self._execute(effect)
+            except FatalError as exc:
+                self.fatal = exc
+                log.critical("stopping consensus: %s", exc)
+                self._stopped.set()
+                return
+            view = self.replica.snapshot().view
+            if view != self._last_view:
+                self.metrics.view_changes.inc()
+                self._last_view = view
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ effects
+
+    def _execute(self, effect: Effect) -> None:
+        match effect:
+            case Persist(record=record):
+                try:
+                    self.store.safety.record(record)  # fsynced before anything else
+                except StorageError as exc:
+                    raise FatalError(f"cannot persist a safety record: {exc}") from exc
+            case PersistPrepared(certificate=cert, block=block):
+                self.store.safety.save_prepared(cert, block)
+            case Broadcast(message=message):
+                self._broadcast(message)
+            case Send(to=to, message=message):
+                self._send(to, message)
+            case SetTimer(kind=kind, token=token, deadline_ms=deadline):
+                old = self._timers.pop(kind, None)
+                if old is not None:
+                    old.cancel()
+                delay = max(0, deadline - self.now_ms()) / 1000
+                loop = asyncio.get_running_loop()
+                self._timers[kind] = loop.call_later(delay, self.submit, TimerFired(kind, token))
+            case RequestProposal():
+                self._spawn(self._propose(effect))
+            case ValidateBlock(block=block):
+                self.submit(self._validate(block))
+            case CommitBlock(block=block, certificate=cert):
+                self._commit(block, cert)
+            case ServeBlocks(to=to, from_height=start, count=count):
+                self._serve(to, start, count)
+            case ReportEvidence(evidence=evidence):
+                self.metrics.evidence.inc()
+                if len(self._evidence) < MAX_PENDING_EVIDENCE:
+                    self._evidence[evidence.hash] = evidence
+                log.warning(
+                    "evidence: validator %s signed conflicting votes",
+                    evidence.vote_a.validator.hex()[:16],
+                )
+            case StableCheckpoint(height=height):
+                log.info("stable checkpoint at height %d", height)
+            case PruneSafety(below_height=below):
+                self.store.safety.prune_below(below)
+            case _:
+                assert_never(effect)
+
+    def _broadcast(self, message: Message) -> None:
+        if isinstance(message, CONSENSUS_TYPES):
+            self.network.broadcast_consensus(message)
+            return
+        for validator in self._validators:
+            if validator != self._me:
+                self._send(validator, message)
+
+    def _send(self, to: bytes, message: Message) -> None:
+        if isinstance(message, CONSENSUS_TYPES):
+            self.network.send_consensus(to, message)
+        elif isinstance(message, SYNC_TYPES):
+            self.network.send_sync(to, message)
+
+    # ------------------------------------------------------------------ blocks
+
+    async def _propose(self, request: RequestProposal) -> None:
+        """Wait briefly for transactions (or the empty-block interval), then build."""
+        policy = self.policy
+        if len(self.mempool) == 0:
+            self._new_block.clear()
+            waited = 0
+            while len(self.mempool) == 0 and (
+                not policy.create_empty_blocks or waited < policy.empty_block_interval_ms
+            ):
+                await asyncio.sleep(0.02)
+                waited += 20
+                if not policy.create_empty_blocks and waited >= policy.empty_block_interval_ms:
+                    break
+        if len(self.mempool):
+            await asyncio.sleep(policy.max_batch_delay_ms / 1000)
+        params = self.genesis.params
+        txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes - 64 * 1024)
+        writes, outcome = app.execute(self.store.get, txs)
+        if any(r is not None for r in outcome):
+            txs = [tx for tx, r in zip(txs, outcome, strict=True) if r is None]
+            writes, _ = app.execute(self.store.get, txs)
+        evidence = list(self._evidence.values())
+        block = Block.build(
+            chain_id=self.genesis.chain_id,
+            height=request.height,
+            view=request.view,
+            prev_hash=request.prev_hash,
+            time_ms=max(request.min_time_ms, self.now_ms()),
+            proposer=self._me,
+            state_root=self.store.prospective_root(writes),
+            txs=txs,
+            evidence=evidence,
+        )
+        self._remember_writes(block.hash, writes)
+        self.submit(ProposalReady(block))
+
+    def _remember_writes(self, block_hash: bytes, writes: app.Writes) -> None:
+        self._writes[block_hash] = writes
+        while len(self._writes) > MAX_CACHED_WRITE_SETS:
+            self._writes.pop(next(iter(self._writes)))
+
+    def _validate(self, block: Block) -> BlockValidated:
+        """Execute-then-agree: re-execute and compare with the header."""
+        for tx in block.txs:
+            if not self.mempool.signature_ok(tx):
+                return BlockValidated(block.hash, False, f"tx {tx.hash.hex()} has a bad signature")
+        for evidence in block.evidence:
+            try:
+                evidence.verify(self._validators)
+            except LedgerError as exc:
+                return BlockValidated(block.hash, False, f"invalid evidence: {exc}")
+        writes, outcome = app.execute(self.store.get, block.txs)
+        bad = next((r for r in outcome if r is not None), None)
+        if bad is not None:
+            return BlockValidated(block.hash, False, bad.message)
+        if self.store.prospective_root(writes) != block.header.state_root:
+            return BlockValidated(block.hash, False, "state root differs from execution")
+        self._remember_writes(block.hash, writes)
+        return BlockValidated(block.hash, True)
+
+    def _commit(self, block: Block, cert: CommitCertificate) -> None:
+        writes = self._writes.pop(block.hash, None)
+        synced = writes is None
+        if writes is None:  # a block learnt through catch-up: execute it now
+            writes, outcome = app.execute(self.store.get, block.txs)
+            if any(r is not None for r in outcome):
+                raise FatalError(f"certified block {block.height} does not execute here")
+        started = time.perf_counter()
+        try:
+            self.store.commit_block(block, cert, writes)
+        except StorageError as exc:
+            raise FatalError(f"cannot commit block {block.height}: {exc}") from exc
+        m = self.metrics
+        m.commit_seconds.observe(time.perf_counter() - started)
+        now = time.monotonic()
+        if self._last_commit_s:
+            m.block_interval.observe(now - self._last_commit_s)
+        self._last_commit_s = now
+        m.blocks_committed.inc()
+        m.txs_committed.inc(len(block.txs))
+        m.block_txs.observe(len(block.txs))
+        if synced:
+            m.blocks_synced.inc()
+        for evidence in block.evidence:
+            self._evidence.pop(evidence.hash, None)
+        self.mempool.on_commit(list(block.txs))
+        for index, tx in enumerate(block.txs):
+            for waiter in self._commit_waiters.pop(tx.hash, []):
+                if not waiter.done():
+                    waiter.set_result((block.height, index))
+        self._new_block.set()
+
+    def _serve(self, to: bytes, start: int, count: int) -> None:
+        blocks: list[Block] = []
+        certs = []
+        for height in range(start, start + min(count, SERVE_BLOCKS_MAX)):
+            block = self.store.block(height)
+            cert = self.store.certificate(height)
+            if block is None or cert is None:
+                break
+            blocks.append(block)
+            certs.append(cert)
+        if blocks:
+            self.network.send_sync(
+                to, BlockResponse(self.genesis.chain_id, tuple(blocks), tuple(certs))
+            )
+
+    def _gauges(self) -> Gauges:
+        snap = self.replica.snapshot()
+        voted = set(snap.prepare_voters) | set(snap.commit_voters)
+        return Gauges(
+            height=self.store.latest_height(),
+            view=snap.view,
+            in_view_change=snap.in_view_change,
+            catching_up_to=snap.catching_up_to,
+            mempool_txs=len(self.mempool),
+            mempool_bytes=self.mempool.size_bytes,
+            peers=len(self.network.connected_peers()),
+            validators_missing_votes=len(set(self._validators) - voted),
+        )
+
+    # ------------------------------------------------------------------ clients
+
+    def admit(self, tx: Tx, origin: bytes | None = None) -> None:
+        """Admit a transaction (raises ``mempool.Rejected``) and gossip it on."""
+        try:
+            self.mempool.add(tx)
+        except Rejected as exc:
+            self.metrics.txs_rejected.labels(exc.code).inc()
+            raise
+        self.network.gossip_tx(tx, origin=origin)
+
+    async def wait_for_commit(self, tx_hash: bytes, timeout_s: float) -> tuple[int, int] | None:
+        location = self.store.tx_location(tx_hash)
+        if location is not None:
+            return location
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._commit_waiters.setdefault(tx_hash, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._commit_waiters.get(tx_hash)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._commit_waiters[tx_hash]
+
+
+class _Handler:
+    """The peer layer's callbacks, turned into replica inputs and mempool calls."""
+
+    def __init__(self, node: NodeRuntime) -> None:
+        self._node = node
+
+    def on_consensus(self, sender: bytes, message: ConsensusMessage) -> None:
+        self._node.submit(MessageIn(sender, message))
+
+    def on_tx(self, sender: bytes, tx: Tx) -> None:
+        with contextlib.suppress(Rejected):
+            self._node.admit(tx, origin=sender)
+
+    def on_sync(self, sender: PeerInfo, message: SyncMessage) -> None:
+        if sender.validator_key is not None:
+            self._node.submit(MessageIn(sender.validator_key, message))
+
+    def on_peer_connected(self, peer: PeerInfo) -> None:
+        log.info("peer connected: %s", peer.node_key.hex()[:16])
+
+    def on_peer_disconnected(self, peer: PeerInfo) -> None:
+        log.info("peer disconnected: %s", peer.node_key.hex()[:16])
+
+
+__all__ = ["BlockPolicy", "FatalError", "NodeRuntime"]
