@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from p2p import NetworkStats
 
 NAMESPACE = "radledger"
 
@@ -30,6 +32,56 @@ class Gauges:
     mempool_bytes: int
     peers: int
     validators_missing_votes: int
+
+
+class _PeerCollector(Collector):
+    """The peer layer's own counters (it keeps them; we only export them)."""
+
+    def __init__(self, read: Callable[[], NetworkStats]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._read()
+        for name, doc, values in (
+            ("p2p_messages_sent", "Messages sent, by type.", s.messages_sent),
+            ("p2p_messages_received", "Messages received, by type.", s.messages_received),
+            ("p2p_sent_bytes", "Payload bytes sent, by type.", s.bytes_sent),
+            ("p2p_received_bytes", "Payload bytes received, by type.", s.bytes_received),
+        ):
+            family = CounterMetricFamily(f"{NAMESPACE}_{name}", doc, labels=["type"])
+            for label, value in sorted(values.items()):
+                family.add_metric([label], value)
+            yield family
+        failures = CounterMetricFamily(
+            f"{NAMESPACE}_p2p_handshake_failures",
+            "Refused handshakes, by reason.",
+            labels=["reason"],
+        )
+        for reason, value in sorted(s.handshake_failures.items()):
+            failures.add_metric([reason], value)
+        yield failures
+        drops = CounterMetricFamily(
+            f"{NAMESPACE}_p2p_dropped_messages",
+            "Messages dropped, by kind and reason.",
+            labels=["kind", "reason"],
+        )
+        for (kind, reason), value in sorted(s.drops.items()):
+            drops.add_metric([kind, reason], value)
+        yield drops
+        yield CounterMetricFamily(f"{NAMESPACE}_p2p_bans", "Peers banned.", value=s.bans)
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_p2p_peers_banned", "Peers banned now.", value=s.peers_banned
+        )
+        depth = GaugeMetricFamily(
+            f"{NAMESPACE}_p2p_queue_messages", "Queued outgoing messages, by kind.", labels=["kind"]
+        )
+        totals: dict[str, int] = {}
+        for peer in s.peers:
+            for kind, value in peer.queue_msgs.items():
+                totals[kind] = totals.get(kind, 0) + value
+        for kind, value in sorted(totals.items()):
+            depth.add_metric([kind], value)
+        yield depth
 
 
 class _StateCollector(Collector):
@@ -120,5 +172,6 @@ class NodeMetrics:
             buckets=(0, 1, 10, 100, 1000, 5000),
         )
 
-    def watch(self, read: Callable[[], Gauges]) -> None:
+    def watch(self, read: Callable[[], Gauges], peers: Callable[[], NetworkStats]) -> None:
         self.registry.register(_StateCollector(read))
+        self.registry.register(_PeerCollector(peers))

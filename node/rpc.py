@@ -7,6 +7,7 @@ that carries no traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -68,6 +69,23 @@ def _hex(text: str, what: str, size: int | None = None) -> bytes:
     return raw
 
 
+async def _drain(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:
+        pass  # the stream is one-way; client messages are ignored
+
+
+def block_event(block: Block) -> dict[str, Any]:
+    return {
+        "type": "block",
+        "height": block.height,
+        "hash": block.hash.hex(),
+        "time_ms": block.header.time_ms,
+        "txs": [
+            {"hash": tx.hash.hex(), "index": i, "kind": tx.kind} for i, tx in enumerate(block.txs)
+        ],
+    }
+
+
 def block_json(block: Block, node: NodeRuntime) -> dict[str, Any]:
     cert = node.store.certificate(block.height)
     return {
@@ -107,6 +125,8 @@ class Rpc:
                 web.get("/v1/health", self.health),
                 web.get("/v1/validators", self.validators),
                 web.get("/v1/consensus", self.consensus),
+                web.get("/v1/events", self.events),
+                web.get("/openapi.json", self.openapi),
                 web.get("/metrics", self.metrics),
             ]
         )
@@ -279,6 +299,197 @@ class Rpc:
             }
         )
 
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Websocket stream of committed blocks; ``?from_height=H`` replays from H first."""
+        text = request.query.get("from_height", "")
+        if text and not (text.isdigit() and int(text) >= 1):
+            raise ApiError(400, "invalid_height", "from_height must be a positive integer")
+        ws = web.WebSocketResponse(heartbeat=30)
+        if not ws.can_prepare(request):
+            raise ApiError(426, "upgrade_required", "connect with a websocket client")
+        store = self.node.store
+        try:
+            subscription = self.node.subscribe()
+        except Rejected as exc:
+            raise ApiError(429, exc.code, exc.message) from None
+        await ws.prepare(request)
+        next_height = int(text) if text else store.latest_height() + 1
+        # Read the client's frames (close, ping) so a departing client is noticed.
+        reader = asyncio.create_task(_drain(ws))
+        try:
+            while not ws.closed and not reader.done():
+                # Replay from storage whatever the live buffer cannot supply.
+                while next_height <= store.latest_height():
+                    block = store.block(next_height)
+                    assert block is not None
+                    await ws.send_json(block_event(block))
+                    next_height += 1
+                if subscription.overflowed_at is not None and subscription.queue.empty():
+                    await ws.close(
+                        code=4000,
+                        message=f"too slow: resume with from_height={next_height}".encode(),
+                    )
+                    break
+                try:
+                    block = await asyncio.wait_for(subscription.queue.get(), 1.0)
+                except TimeoutError:
+                    continue
+                if block.height == next_height:
+                    await ws.send_json(block_event(block))
+                    next_height += 1
+        except ConnectionResetError:
+            pass
+        finally:
+            reader.cancel()
+            self.node.unsubscribe(subscription)
+        return ws
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
     async def metrics(self, request: web.Request) -> web.Response:
         payload = generate_latest(self.node.metrics.registry)
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _op(summary: str, responses: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "responses": {
+            code: {
+                "description": text,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"}
+                        if code[0] in "45"
+                        else {"type": "object"}
+                    }
+                },
+            }
+            for code, text in responses.items()
+        },
+        **extra,
+    }
+
+
+_HASH_PARAM: Final = {
+    "name": "hash",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+}
+
+#: The OpenAPI 3.0 description of this API (served at /openapi.json; a test checks
+#: that every route is described and every described path exists).
+OPENAPI: Final[dict[str, Any]] = {
+    "openapi": "3.0.3",
+    "info": {"title": "radledger node RPC", "version": "1"},
+    "paths": {
+        "/v1/txs": {
+            "post": _op(
+                "Submit a signed transaction",
+                {
+                    "200": "committed (with ?wait=commit): hash, height, index",
+                    "202": "admitted (or still pending after ?wait=commit)",
+                    "400": "malformed_json, invalid_request, invalid_hex, malformed_tx, "
+                    "wrong_chain, unknown_kind, bad_signature",
+                    "409": "duplicate, nonce_reused",
+                    "413": "body_too_large, tx_too_large",
+                    "429": "mempool_full, signer_limit (with Retry-After)",
+                },
+                parameters=[
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["commit"]},
+                    },
+                    {"name": "timeout_ms", "in": "query", "schema": {"type": "integer"}},
+                ],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["tx"],
+                                "properties": {
+                                    "tx": {
+                                        "type": "string",
+                                        "description": "hex of the canonical encoding "
+                                        "(docs/PROTOCOL.md)",
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/v1/txs/{hash}": {
+            "get": _op(
+                "A transaction: committed (height, index, tx) or pending",
+                {"200": "found", "400": "invalid_hex", "404": "not_found"},
+                parameters=[_HASH_PARAM],
+            )
+        },
+        "/v1/blocks/latest": {
+            "get": _op("The latest committed block", {"200": "block", "404": "not_found"})
+        },
+        "/v1/blocks/{height}": {
+            "get": _op(
+                "A committed block with its certificate",
+                {"200": "block", "400": "invalid_height", "404": "not_found"},
+                parameters=[
+                    {
+                        "name": "height",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    }
+                ],
+            )
+        },
+        "/v1/status": {
+            "get": _op("Height, view, primary, peers, sync, mempool", {"200": "status"})
+        },
+        "/v1/health": {"get": _op("Liveness of this node", {"200": "ok", "503": "halted"})},
+        "/v1/validators": {"get": _op("The validator set from genesis", {"200": "validators"})},
+        "/v1/consensus": {
+            "get": _op("Where consensus is and who has not voted", {"200": "diagnosis"})
+        },
+        "/v1/events": {
+            "get": _op(
+                "Websocket stream of committed blocks; from_height replays first. A client "
+                "that falls behind is closed with code 4000 and the height to resume from.",
+                {
+                    "101": "switching to websocket",
+                    "400": "invalid_height",
+                    "426": "upgrade_required",
+                    "429": "too_many_subscribers",
+                },
+                parameters=[{"name": "from_height", "in": "query", "schema": {"type": "integer"}}],
+            )
+        },
+        "/openapi.json": {"get": _op("This document", {"200": "OpenAPI 3.0"})},
+        "/metrics": {"get": _op("Prometheus metrics (text format)", {"200": "metrics"})},
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message", "detail"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "detail": {"type": "object"},
+                        },
+                    }
+                },
+            }
+        }
+    },
+}

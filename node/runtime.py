@@ -62,6 +62,9 @@ log = logging.getLogger("radledger.node")
 SERVE_BLOCKS_MAX: Final = 16
 #: Pending equivocation evidence kept for the next proposals.
 MAX_PENDING_EVIDENCE: Final = 64
+#: Event-stream subscribers, and events buffered per subscriber before it is closed as slow.
+MAX_SUBSCRIBERS: Final = 100
+SUBSCRIBER_BUFFER_EVENTS: Final = 256
 #: Executed-but-uncommitted write sets kept (one per proposal seen at a height).
 MAX_CACHED_WRITE_SETS: Final = 64
 
@@ -73,6 +76,28 @@ class BlockPolicy:
     max_batch_delay_ms: int = 50
     create_empty_blocks: bool = True
     empty_block_interval_ms: int = 1_000
+
+
+class Subscription:
+    """A bounded buffer of committed blocks for one event-stream client.
+
+    When the client falls ``SUBSCRIBER_BUFFER_EVENTS`` blocks behind, the
+    buffer stops taking blocks and ``overflowed_at`` records the first height
+    it missed, so the stream can close with a reason that says where to resume:
+    never silent loss.
+    """
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Block] = asyncio.Queue(SUBSCRIBER_BUFFER_EVENTS)
+        self.overflowed_at: int | None = None
+
+    def offer(self, block: Block) -> None:
+        if self.overflowed_at is not None:
+            return
+        try:
+            self.queue.put_nowait(block)
+        except asyncio.QueueFull:
+            self.overflowed_at = block.height
 
 
 class FatalError(Exception):
@@ -111,7 +136,10 @@ class NodeRuntime:
         self._stopped = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._last_view = 0
-        self.metrics.watch(self._gauges)  # last: collecting reads the fields above
+        self._subscribers: set[Subscription] = set()
+        self.metrics.watch(
+            self._gauges, self.network.stats
+        )  # last: collecting reads the fields above
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -321,6 +349,21 @@ class NodeRuntime:
                 if not waiter.done():
                     waiter.set_result((block.height, index))
         self._new_block.set()
+        for subscription in list(self._subscribers):
+            subscription.offer(block)
+
+    def subscribe(self) -> Subscription:
+        """Receive every block committed from now on (see :class:`Subscription`)."""
+        if len(self._subscribers) >= MAX_SUBSCRIBERS:
+            raise Rejected(
+                "too_many_subscribers", "the event stream is at capacity", retry_after_s=5
+            )
+        subscription = Subscription()
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
 
     def _serve(self, to: bytes, start: int, count: int) -> None:
         blocks: list[Block] = []

@@ -7,6 +7,7 @@ same blocks, state roots and transactions, each exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from ledger.keys import SigningKey
@@ -273,3 +275,23 @@ def test_bad_rpc_input_gets_documented_errors(network: Network) -> None:
     assert (replay_status, replay["error"]["code"]) == (409, "nonce_reused")
     before = net.height(0)
     wait_for(lambda: net.height(0) > before, 30, "the node to keep committing")
+
+
+async def _read_events(url: str, count: int) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        events: list[dict[str, Any]] = []
+        while len(events) < count:
+            message = await ws.receive(timeout=30)
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            events.append(json.loads(message.data))
+        return events
+
+
+def test_event_stream_replays_then_follows(network: Network) -> None:
+    net = network
+    wait_for(lambda: net.height(1) >= 3, 30, "three blocks")
+    url = net.url(1, "/v1/events?from_height=1").replace("http://", "ws://")
+    events = asyncio.run(_read_events(url, net.height(1) + 2))
+    heights = [e["height"] for e in events]
+    assert heights == list(range(1, len(events) + 1))  # replayed, then live, no gaps
+    assert events[0]["hash"] == net.get(1, "/v1/blocks/1")["hash"]

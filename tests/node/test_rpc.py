@@ -1,0 +1,142 @@
+"""The RPC in-process: routes, the OpenAPI document, errors and back-pressure.
+
+The node is built from a generated home but not started (no peers needed):
+admission, lookups and error mapping do not depend on consensus running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ledger.keys import SigningKey
+from ledger.types import Tx
+from node.daemon import load_home, open_data
+from node.mempool import MempoolLimits
+from node.rpc import OPENAPI, Rpc
+from node.runtime import NodeRuntime
+from node.testnet import create_testnet
+from p2p import PeerConfig
+
+CHAIN = "radledger-testnet"
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[NodeRuntime]:
+    network = create_testnet(tmp_path / "net", 4, base_port=47000)
+    home = load_home(network.nodes[0].home)
+    store = open_data(home)
+    runtime = NodeRuntime(
+        genesis=home.genesis,
+        validator_key=home.validator_key,
+        store=store,
+        peer_config=PeerConfig.from_genesis(home.genesis, home.node_key, listen_port=0),
+        mempool_limits=MempoolLimits(max_txs=3, max_txs_per_signer=2),
+    )
+    yield runtime
+    store.close()
+
+
+async def client_for(rpc: Rpc) -> TestClient:  # type: ignore[type-arg]
+    client: TestClient = TestClient(TestServer(rpc.app))  # type: ignore[type-arg]
+    await client.start_server()
+    return client
+
+
+def tx_body(tx: Tx) -> str:
+    return json.dumps({"tx": tx.encode().hex()})
+
+
+async def test_openapi_describes_exactly_the_routes(node: NodeRuntime) -> None:
+    rpc = Rpc(node)
+    routes = {r.canonical for r in rpc.app.router.resources()}
+    assert routes == set(OPENAPI["paths"])
+    client = await client_for(rpc)
+    try:
+        response = await client.get("/openapi.json")
+        assert response.status == 200
+        assert (await response.json())["openapi"].startswith("3.")
+    finally:
+        await client.close()
+
+
+async def test_admission_lookup_and_back_pressure(node: NodeRuntime) -> None:
+    client = await client_for(Rpc(node))
+    try:
+        key = SigningKey.generate()
+        first = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=1, body={})
+        response = await client.post("/v1/txs", data=tx_body(first))
+        assert response.status == 202
+        assert (await response.json())["hash"] == first.hash.hex()
+        pending = await client.get(f"/v1/txs/{first.hash.hex()}")
+        assert (await pending.json())["status"] == "pending"
+        again = await client.post("/v1/txs", data=tx_body(first))
+        assert again.status == 409
+        assert (await again.json())["error"]["code"] == "duplicate"
+        second = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=2, body={})
+        assert (await client.post("/v1/txs", data=tx_body(second))).status == 202
+        third = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=3, body={})
+        capped = await client.post("/v1/txs", data=tx_body(third))
+        assert capped.status == 429
+        assert capped.headers["Retry-After"] == "1"
+        assert (await capped.json())["error"]["code"] == "signer_limit"
+        other = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        assert (await client.post("/v1/txs", data=tx_body(other))).status == 202
+        full = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        response = await client.post("/v1/txs", data=tx_body(full))
+        assert response.status == 429
+        assert (await response.json())["error"]["code"] == "mempool_full"
+        forged = dataclasses.replace(full, sig=bytes(64))
+        assert (await client.post("/v1/txs", data=tx_body(forged))).status in (400, 429)
+        metrics = await (await client.get("/metrics")).text()
+        rejected = [line for line in metrics.splitlines() if "rejected_txs_total{" in line]
+        assert rejected, metrics[:300]
+        assert any("mempool_full" in line for line in rejected), rejected
+        assert "radledger_mempool_txs 3.0" in metrics
+    finally:
+        await client.close()
+
+
+async def test_errors_are_enveloped_never_tracebacks(node: NodeRuntime) -> None:
+    client = await client_for(Rpc(node))
+    try:
+        cases = [
+            ("/v1/txs?wait=commit&timeout_ms=x", '{"tx": "a0"}', 400),
+            ("/v1/txs", "{", 400),
+            ("/v1/txs", '{"tx": null}', 400),
+        ]
+        for path, body, status in cases:
+            response = await client.post(path, data=body)
+            assert response.status == status
+            payload = await response.json()
+            assert set(payload["error"]) == {"code", "message", "detail"}
+        missing = await client.get("/v1/nowhere")
+        assert missing.status == 404
+        assert (await missing.json())["error"]["code"] == "http_error"
+        events = await client.get("/v1/events")
+        assert events.status == 426
+        bad = await client.get("/v1/events?from_height=zero")
+        assert bad.status == 400
+    finally:
+        await client.close()
+
+
+async def test_reads_and_writes_can_listen_apart(node: NodeRuntime) -> None:
+    writes = await client_for(Rpc(node, reads=False))
+    reads = await client_for(Rpc(node, writes=False))
+    try:
+        assert (await writes.get("/v1/status")).status == 404
+        tx = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        assert (await writes.post("/v1/txs", data=tx_body(tx))).status == 202
+        assert (await reads.post("/v1/txs", data=tx_body(tx))).status == 404
+        status = await (await reads.get("/v1/status")).json()
+        assert status["mempool_txs"] == 1
+        assert status["chain_id"] == CHAIN
+    finally:
+        await writes.close()
+        await reads.close()
