@@ -382,7 +382,12 @@ class NodeRuntime:
 
     def _gauges(self) -> Gauges:
         snap = self.replica.snapshot()
-        voted = set(snap.prepare_voters) | set(snap.commit_voters)
+        # Only meaningful while a proposal is on the table; between blocks nobody owes a vote.
+        voted = (
+            set(snap.prepare_voters) | set(snap.commit_voters)
+            if snap.proposal_hash is not None
+            else set(self._validators)
+        )
         return Gauges(
             height=self.store.latest_height(),
             view=snap.view,

@@ -151,6 +151,7 @@ class StoreClosedError(StorageError):
 
 #: What to tell an operator about a store that failed a check. Shared by the openers.
 CORRUPTION_ACTION: Final = (
-    "The store was not modified. Restore this directory from a backup or move it aside and "
-    "resync the chain from peers"
+    "The store was not modified. Stop the node, move this directory aside and let the node "
+    "resync from its peers; do not restore an older copy, which would hold an older safety "
+    "record (docs/OPERATIONS.md, 'Recover')"
 )
