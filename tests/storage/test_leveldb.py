@@ -224,7 +224,7 @@ def test_garbage_current_file(store_path: Path, built: list[Commit]) -> None:
             _open(store_path, create=create)
         assert str(store_path) in str(raised.value)
         assert "CURRENT" in str(raised.value)
-        assert "backup" in str(raised.value)
+        assert "resync from its peers" in str(raised.value)
         assert current.read_bytes() == b"\x00\xffgarbage"
     current.write_bytes(good)  # the operator restores the file: everything is still there
     with _open(store_path) as store:
