@@ -150,7 +150,6 @@ async def run_node(home: Home) -> int:
         ),
         policy=BlockPolicy(
             max_batch_delay_ms=config.consensus.max_batch_delay_ms,
-            create_empty_blocks=config.consensus.create_empty_blocks,
             empty_block_interval_ms=idle_ms,
         ),
     )

@@ -74,7 +74,6 @@ class BlockPolicy:
     """When the primary proposes. Units are in the names."""
 
     max_batch_delay_ms: int = 50
-    create_empty_blocks: bool = True
     empty_block_interval_ms: int = 1_000
 
 
@@ -132,7 +131,7 @@ class NodeRuntime:
         self._evidence: dict[bytes, DuplicateVoteEvidence] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
-        self._new_block = asyncio.Event()
+        self._tx_arrived = asyncio.Event()
         self._stopped = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._last_view = 0
@@ -259,18 +258,14 @@ class NodeRuntime:
     # ------------------------------------------------------------------ blocks
 
     async def _propose(self, request: RequestProposal) -> None:
-        """Wait briefly for transactions (or the empty-block interval), then build."""
+        """Wait for transactions (at most the empty-block interval), then build."""
         policy = self.policy
         if len(self.mempool) == 0:
-            self._new_block.clear()
-            waited = 0
-            while len(self.mempool) == 0 and (
-                not policy.create_empty_blocks or waited < policy.empty_block_interval_ms
-            ):
-                await asyncio.sleep(0.02)
-                waited += 20
-                if not policy.create_empty_blocks and waited >= policy.empty_block_interval_ms:
-                    break
+            self._tx_arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._tx_arrived.wait(), policy.empty_block_interval_ms / 1000
+                )
         if len(self.mempool):
             await asyncio.sleep(policy.max_batch_delay_ms / 1000)
         params = self.genesis.params
@@ -348,7 +343,6 @@ class NodeRuntime:
             for waiter in self._commit_waiters.pop(tx.hash, []):
                 if not waiter.done():
                     waiter.set_result((block.height, index))
-        self._new_block.set()
         for subscription in list(self._subscribers):
             subscription.offer(block)
 
@@ -408,6 +402,7 @@ class NodeRuntime:
         except Rejected as exc:
             self.metrics.txs_rejected.labels(exc.code).inc()
             raise
+        self._tx_arrived.set()
         self.network.gossip_tx(tx, origin=origin)
 
     async def wait_for_commit(self, tx_hash: bytes, timeout_s: float) -> tuple[int, int] | None:
