@@ -64,10 +64,17 @@ class Mempool:
         cached = self._verified.get(tx.hash)
         if cached is None:
             cached = tx.verify_signature()
-            self._verified[tx.hash] = cached
-            if len(self._verified) > _VERIFIED_CACHE_ENTRIES:
-                self._verified.popitem(last=False)
+            self._remember(tx.hash, cached)
         return cached
+
+    def mark_verified(self, tx: Tx) -> None:
+        """The peer layer already verified this signature: do not verify it again."""
+        self._remember(tx.hash, True)
+
+    def _remember(self, tx_hash: bytes, valid: bool) -> None:
+        self._verified[tx_hash] = valid
+        if len(self._verified) > _VERIFIED_CACHE_ENTRIES:
+            self._verified.popitem(last=False)
 
     def add(self, tx: Tx) -> None:
         size = len(tx.encode())

@@ -433,6 +433,7 @@ class _Handler:
         self._node.submit(MessageIn(sender, message))
 
     def on_tx(self, sender: bytes, tx: Tx) -> None:
+        self._node.mempool.mark_verified(tx)  # verified at the boundary (p2p)
         with contextlib.suppress(Rejected):
             self._node.admit(tx, origin=sender)
 
