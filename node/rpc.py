@@ -275,6 +275,7 @@ class Rpc:
             return [names.get(k, k.hex()[:16]) for k in keys]
 
         everyone = set(names)
+        now = time.monotonic()
         return web.json_response(
             {
                 "height": snap.height,
@@ -296,6 +297,13 @@ class Rpc:
                 "refused_signatures": snap.refused_signatures,
                 "evidence_reported": snap.evidence_reported,
                 "stable_checkpoint": snap.stable_checkpoint,
+                "last_message_from": {
+                    names.get(key, key.hex()[:16]): {
+                        "message": what,
+                        "seconds_ago": round(now - at, 3),
+                    }
+                    for key, (at, what) in sorted(self.node.last_seen.items())
+                },
             }
         )
 

@@ -136,6 +136,8 @@ class NodeRuntime:
         self._worker: asyncio.Task[None] | None = None
         self._last_view = 0
         self._subscribers: set[Subscription] = set()
+        #: validator key -> (monotonic seconds, description) of its last consensus message
+        self.last_seen: dict[bytes, tuple[float, str]] = {}
         self.metrics.watch(
             self._gauges, self.network.stats
         )  # last: collecting reads the fields above
@@ -430,6 +432,12 @@ class _Handler:
         self._node = node
 
     def on_consensus(self, sender: bytes, message: ConsensusMessage) -> None:
+        height = getattr(message, "height", None)
+        view = getattr(message, "view", None)
+        kind = getattr(message, "kind", None)
+        label = type(message).__name__ if kind is None else kind.name
+        where = "" if height is None else f" h={height}" + ("" if view is None else f" v={view}")
+        self._node.last_seen[sender] = (time.monotonic(), label + where)
         self._node.submit(MessageIn(sender, message))
 
     def on_tx(self, sender: bytes, tx: Tx) -> None:
