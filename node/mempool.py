@@ -10,6 +10,7 @@ the committed transactions and those whose nonce is now stale are evicted.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
@@ -45,6 +46,7 @@ class Mempool:
         self._state = state
         self._txs: OrderedDict[bytes, Tx] = OrderedDict()
         self._sizes: dict[bytes, int] = {}
+        self._admitted_at: dict[bytes, float] = {}  # monotonic seconds, for commit latency
         self._bytes = 0
         self._by_signer: dict[bytes, dict[int, bytes]] = {}  # signer -> nonce -> hash
         self._verified: OrderedDict[bytes, bool] = OrderedDict()
@@ -105,6 +107,7 @@ class Mempool:
             raise Rejected("bad_signature", "the signature does not verify")
         self._txs[tx.hash] = tx
         self._sizes[tx.hash] = size
+        self._admitted_at[tx.hash] = time.monotonic()
         self._bytes += size
         self._by_signer.setdefault(tx.signer, {})[tx.nonce] = tx.hash
 
@@ -113,6 +116,7 @@ class Mempool:
         if tx is None:
             return
         self._bytes -= self._sizes.pop(tx_hash)
+        self._admitted_at.pop(tx_hash, None)
         pending = self._by_signer.get(tx.signer)
         if pending is not None:
             pending.pop(tx.nonce, None)
@@ -130,6 +134,10 @@ class Mempool:
             chosen.append(tx)
             total += size
         return chosen
+
+    def admitted_at(self, tx_hash: bytes) -> float | None:
+        """When (monotonic seconds) this node admitted a pending transaction."""
+        return self._admitted_at.get(tx_hash)
 
     def on_commit(self, committed: list[Tx]) -> int:
         """Evict committed transactions and those made stale; return how many left."""

@@ -164,6 +164,20 @@ class NodeMetrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
         )
+        self.commit_latency = Histogram(
+            "tx_commit_latency_seconds",
+            "From admission to this node's mempool to commit.",
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+        )
+        self.rounds_per_height = Histogram(
+            "consensus_rounds_per_height",
+            "Views a height took to commit (1: no view change).",
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=(1, 2, 3, 5, 10),
+        )
         self.block_txs = Histogram(
             "block_txs",
             "Transactions per committed block.",

@@ -122,6 +122,7 @@ class NodeRuntime:
         self.network = PeerNetwork(peer_config, _Handler(self))
         self.metrics = NodeMetrics()
         self._last_commit_s = 0.0
+        self._height_view = 0  # the view the current height started in
         self.fatal: FatalError | None = None
         self._validators = genesis.validator_keys
         self._me = validator_key.public_key
@@ -338,6 +339,12 @@ class NodeRuntime:
         m.block_txs.observe(len(block.txs))
         if synced:
             m.blocks_synced.inc()
+        m.rounds_per_height.observe(max(1, cert.view - self._height_view + 1))
+        self._height_view = cert.view
+        for tx in block.txs:
+            admitted = self.mempool.admitted_at(tx.hash)
+            if admitted is not None:
+                m.commit_latency.observe(now - admitted)
         for evidence in block.evidence:
             self._evidence.pop(evidence.hash, None)
         self.mempool.on_commit(list(block.txs))

@@ -275,6 +275,18 @@ def test_bad_rpc_input_gets_documented_errors(network: Network) -> None:
     assert (replay_status, replay["error"]["code"]) == (409, "nonce_reused")
     before = net.height(0)
     wait_for(lambda: net.height(0) > before, 30, "the node to keep committing")
+    metrics_url = f"http://127.0.0.1:{ports(net.base, 0)[2]}/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["radledger_tx_commit_latency_seconds_count"] >= 1
+    assert values["radledger_consensus_rounds_per_height_count"] >= 1
+    assert values["radledger_p2p_peers"] == 3
+    assert values["radledger_consensus_height"] >= before
 
 
 async def _read_events(url: str, count: int) -> list[dict[str, Any]]:
