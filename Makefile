@@ -35,7 +35,7 @@ devnet: $(STAMP)
 ## make test: install into .venv if needed, then lint, type-check and run the test suite.
 test: lint typecheck pytest
 
-## make soak: the long randomized tests (20,000+ simulator seeds; not run by make test).
+## make soak: the long randomized tests: 20,000+ simulator seeds and a 200-kill loop on a real 4-process network (not run by make test).
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
