@@ -49,6 +49,11 @@ class ReplicaConfig:
     checkpoint_interval: int = 100
     max_clock_skew_ms: int = 5_000
     limits: Limits = Limits()
+    #: When True the progress timer runs only while the node reports pending work
+    #: (``WorkPending``) or a proposal is in flight: an idle network needs no empty
+    #: blocks to keep backups from suspecting an idle primary (PBFT §4.4's rule:
+    #: a backup starts its timer when it has a pending request).
+    wait_for_work: bool = False
 
     def __post_init__(self) -> None:
         if len(self.validators) < 4:
@@ -58,7 +63,12 @@ class ReplicaConfig:
 
     @classmethod
     def from_genesis(
-        cls, genesis: Genesis, key: SigningKey, limits: Limits = Limits()
+        cls,
+        genesis: Genesis,
+        key: SigningKey,
+        limits: Limits = Limits(),
+        *,
+        wait_for_work: bool = False,
     ) -> ReplicaConfig:
         return cls(
             chain_id=genesis.chain_id,
@@ -70,6 +80,7 @@ class ReplicaConfig:
             checkpoint_interval=genesis.params.checkpoint_interval,
             max_clock_skew_ms=genesis.params.max_clock_skew_ms,
             limits=limits,
+            wait_for_work=wait_for_work,
         )
 
     @property

@@ -94,7 +94,19 @@ class BlockValidated:
     reason: str = ""
 
 
-Input: TypeAlias = Start | MessageIn | TimerFired | ProposalReady | BlockValidated
+@dataclass(frozen=True, slots=True)
+class WorkPending:
+    """Whether the node holds transactions waiting to be committed.
+
+    Only consulted with ``ReplicaConfig.wait_for_work``: then the progress timer
+    runs while work is pending (or a proposal is in flight), and an idle network
+    makes no blocks and no view changes.
+    """
+
+    pending: bool
+
+
+Input: TypeAlias = Start | MessageIn | TimerFired | ProposalReady | BlockValidated | WorkPending
 
 
 # --------------------------------------------------------------------------- effects

@@ -61,6 +61,7 @@ from consensus.events import (
     TimerFired,
     TimerKind,
     ValidateBlock,
+    WorkPending,
 )
 from ledger.messages import (
     BlockRequest,
@@ -164,6 +165,8 @@ class Replica:
         self._evidence_reported = 0
         # timer tokens: a fired timer whose token is not current is stale
         self._tokens: dict[TimerKind, int] = dict.fromkeys(TimerKind, 0)
+        self._work_pending = not config.wait_for_work
+        self._progress_armed = False
         self._now = 0
 
     # ------------------------------------------------------------------ public
@@ -190,6 +193,10 @@ class Replica:
                 self._on_proposal_ready(block, out)
             case BlockValidated(block_hash=block_hash, valid=valid):
                 self._on_validated(block_hash, valid, out)
+            case WorkPending(pending=pending):
+                self._work_pending = pending or not self._c.wait_for_work
+                if self._work_pending:
+                    self._arm_progress(out)
             case _:
                 assert_never(event)
         return out
@@ -314,9 +321,20 @@ class Replica:
     def _prev_time_ms(self) -> int:
         return self._c.genesis_time_ms if self._last_header is None else self._last_header.time_ms
 
+    def _arm_progress(self, out: list[Effect]) -> None:
+        """Start this height's progress timer, once (see ``wait_for_work``)."""
+        if self._progress_armed or self._in_vc:
+            return
+        self._progress_armed = True
+        self._set_timer(TimerKind.PROGRESS, self._timeout_ms(), out)
+
     def _enter_height(self, out: list[Effect]) -> None:
         """Start work on ``self._height`` in ``self._view`` (normal case)."""
-        self._set_timer(TimerKind.PROGRESS, self._timeout_ms(), out)
+        self._progress_armed = False
+        if self._work_pending:
+            self._arm_progress(out)
+        else:
+            self._cancel_timer(TimerKind.PROGRESS)
         if self._c.primary(self._view) == self._me and not self._in_vc:
             self._request_proposal(self._view, out)
         pending = self._pending_new_view
@@ -512,6 +530,7 @@ class Replica:
             return
         r.proposals[view] = proposal
         r.blocks[block.hash] = block
+        self._arm_progress(out)  # a proposal in flight must commit in time
         if proposal.sender != self._me:
             out.append(Broadcast(proposal.vote))  # echo: exposes an equivocating primary
         if block.hash not in r.validity:
@@ -863,7 +882,8 @@ class Replica:
         self._in_vc = False
         self._vc_target = view
         self._cancel_timer(TimerKind.VIEW_CHANGE)
-        self._set_timer(TimerKind.PROGRESS, self._timeout_ms(), out)
+        self._progress_armed = False
+        self._arm_progress(out)  # a view change means work was pending
         self._view_changes = {v: vcs for v, vcs in self._view_changes.items() if v > view}
         out.append(Broadcast(Status(self._c.chain_id, self._last_cert)))
 

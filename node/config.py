@@ -382,6 +382,7 @@ class ConsensusSection(Section):
     SECTION: ClassVar[str] = "consensus"
 
     max_batch_delay_ms: int = option(50, IntSpec(0, 60_000))
+    create_empty_blocks: bool = option(True, BoolSpec())
     empty_block_interval_ms: int = option(1_000, IntSpec(1, _DAY_MS))
 
 

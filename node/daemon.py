@@ -151,6 +151,7 @@ async def run_node(home: Home) -> int:
         policy=BlockPolicy(
             max_batch_delay_ms=config.consensus.max_batch_delay_ms,
             empty_block_interval_ms=idle_ms,
+            create_empty_blocks=config.consensus.create_empty_blocks,
         ),
     )
     runners: list[web.AppRunner] = []

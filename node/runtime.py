@@ -42,6 +42,7 @@ from consensus.events import (
     TimerFired,
     TimerKind,
     ValidateBlock,
+    WorkPending,
 )
 from consensus.replica import Replica
 from ledger.errors import LedgerError
@@ -75,6 +76,9 @@ class BlockPolicy:
 
     max_batch_delay_ms: int = 50
     empty_block_interval_ms: int = 1_000
+    #: False: propose only when transactions wait, and let replicas time out
+    #: only while work is pending (``ReplicaConfig.wait_for_work``).
+    create_empty_blocks: bool = True
 
 
 class Subscription:
@@ -117,7 +121,11 @@ class NodeRuntime:
         self.genesis = genesis
         self.store = store
         self.policy = policy or BlockPolicy()
-        self.replica = Replica(ReplicaConfig.from_genesis(genesis, validator_key))
+        self.replica = Replica(
+            ReplicaConfig.from_genesis(
+                genesis, validator_key, wait_for_work=not self.policy.create_empty_blocks
+            )
+        )
         self.mempool = Mempool(genesis.chain_id, mempool_limits or MempoolLimits(), store.get)
         self.network = PeerNetwork(peer_config, _Handler(self))
         self.metrics = NodeMetrics()
@@ -265,10 +273,9 @@ class NodeRuntime:
         policy = self.policy
         if len(self.mempool) == 0:
             self._tx_arrived.clear()
+            wait_s = policy.empty_block_interval_ms / 1000 if policy.create_empty_blocks else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._tx_arrived.wait(), policy.empty_block_interval_ms / 1000
-                )
+                await asyncio.wait_for(self._tx_arrived.wait(), wait_s)
         if len(self.mempool):
             await asyncio.sleep(policy.max_batch_delay_ms / 1000)
         params = self.genesis.params
@@ -348,6 +355,7 @@ class NodeRuntime:
         for evidence in block.evidence:
             self._evidence.pop(evidence.hash, None)
         self.mempool.on_commit(list(block.txs))
+        self.submit(WorkPending(len(self.mempool) > 0))
         for index, tx in enumerate(block.txs):
             for waiter in self._commit_waiters.pop(tx.hash, []):
                 if not waiter.done():
@@ -411,6 +419,8 @@ class NodeRuntime:
         except Rejected as exc:
             self.metrics.txs_rejected.labels(exc.code).inc()
             raise
+        if len(self.mempool) == 1:
+            self.submit(WorkPending(True))  # the pool was empty: work is now pending
         self._tx_arrived.set()
         self.network.gossip_tx(tx, origin=origin)
 

@@ -6,6 +6,8 @@ rule and looks at the effects.
 
 from __future__ import annotations
 
+import dataclasses
+
 from consensus.config import (
     PHASE_COMMIT,
     PHASE_PREPARE,
@@ -22,10 +24,12 @@ from consensus.events import (
     PersistPrepared,
     PruneSafety,
     ReportEvidence,
+    SetTimer,
     StableCheckpoint,
     Start,
     TimerFired,
     TimerKind,
+    WorkPending,
 )
 from consensus.replica import Replica
 from ledger.messages import NewView, Proposal, ViewChange
@@ -509,3 +513,31 @@ def test_view_change_sent_at_an_older_height_still_binds_after_restart() -> None
     assert snap.in_view_change
     assert snap.view_change_target >= 3
     assert snap.height == committed + 1
+
+
+def _progress_timers(effects: list[Effect]) -> list[int]:
+    return [e.token for e in effects if isinstance(e, SetTimer) and e.kind is TimerKind.PROGRESS]
+
+
+def test_wait_for_work_keeps_an_idle_replica_from_suspecting_the_primary() -> None:
+    idle = Replica(dataclasses.replace(config(1), wait_for_work=True))
+    assert _progress_timers(idle.step(Start(None, None), 2_000)) == []
+    # Work arrives: now the primary owes a block, within the view timeout.
+    tokens = _progress_timers(idle.step(WorkPending(True), 2_100))
+    assert len(tokens) == 1
+    effects = idle.step(TimerFired(TimerKind.PROGRESS, tokens[0]), 9_000)
+    assert any(isinstance(e, Broadcast) and isinstance(e.message, ViewChange) for e in effects)
+
+
+def test_wait_for_work_arms_the_timer_for_a_proposal_in_flight() -> None:
+    idle = Replica(dataclasses.replace(config(1), wait_for_work=True))
+    idle.step(Start(None, None), 2_000)
+    proposal = Proposal.create(KEYS[0], view=0, block=block_at(1))
+    effects = idle.step(MessageIn(VALIDATORS[0], proposal), 2_500)
+    assert len(_progress_timers(effects)) == 1
+    assert _progress_timers(idle.step(WorkPending(True), 2_600)) == []  # armed once
+
+
+def test_without_wait_for_work_every_height_is_timed() -> None:
+    eager = Replica(config(1))
+    assert len(_progress_timers(eager.step(Start(None, None), 2_000))) == 1

@@ -340,3 +340,42 @@ def test_long_kill_loop(network: Network) -> None:
     final = committed_txs(net, 0)
     assert len(final) == len(set(final))
     assert len(set(sent) & set(final)) > len(sent) // 2  # most survive; none twice
+
+
+def test_without_empty_blocks_an_idle_network_stays_still(tmp_path: Path) -> None:
+    """create_empty_blocks = false: no blocks and no view changes while idle, and a
+    transaction still commits promptly when one arrives."""
+    base = _free_base()
+    generated = create_testnet(tmp_path / "net", 4, base_port=base)
+    for node in generated.nodes:
+        config = node.home / "config.toml"
+        text = config.read_text()
+        assert "create_empty_blocks = true" in text
+        config.write_text(text.replace("create_empty_blocks = true", "create_empty_blocks = false"))
+    net = Network(generated, base)
+    for i in range(4):
+        net.start(i)
+    try:
+        wait_for(
+            lambda: (
+                all(net.get(i, "/v1/status")["peers"] == 3 for i in range(4))
+                if min(net.height(i) for i in range(4)) >= 0
+                else False
+            ),
+            60,
+            "a connected network",
+        )
+        time.sleep(3.0)  # longer than the 2 s view timeout
+        assert [net.height(i) for i in range(4)] == [0, 0, 0, 0]
+        assert all(net.get(i, "/v1/status")["view"] == 0 for i in range(4))
+        tx = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        status, body = net.post(
+            2, "/v1/txs?wait=commit", json.dumps({"tx": tx.encode().hex()}).encode()
+        )
+        assert status == 200, body
+        assert body["height"] == 1
+        time.sleep(3.0)
+        assert net.height(0) == 1
+        assert all(net.get(i, "/v1/status")["view"] == 0 for i in range(4))
+    finally:
+        net.stop_all()
