@@ -178,6 +178,13 @@ class NodeMetrics:
             registry=r,
             buckets=(1, 2, 3, 5, 10),
         )
+        self.block_bytes = Histogram(
+            "block_size_bytes",
+            "Encoded size of committed blocks.",
+            namespace=NAMESPACE,
+            registry=r,
+            buckets=(1_024, 16_384, 131_072, 1_048_576, 8_388_608, 33_554_432),
+        )
         self.block_txs = Histogram(
             "block_txs",
             "Transactions per committed block.",

@@ -344,6 +344,9 @@ class NodeRuntime:
         m.blocks_committed.inc()
         m.txs_committed.inc(len(block.txs))
         m.block_txs.observe(len(block.txs))
+        m.block_bytes.observe(
+            len(block.header.encode()) + sum(len(tx.encode()) for tx in block.txs)
+        )
         if synced:
             m.blocks_synced.inc()
         m.rounds_per_height.observe(max(1, cert.view - self._height_view + 1))

@@ -293,6 +293,7 @@ def test_bad_rpc_input_gets_documented_errors(network: Network) -> None:
     }
     assert values["radledger_tx_commit_latency_seconds_count"] >= 1
     assert values["radledger_consensus_rounds_per_height_count"] >= 1
+    assert values["radledger_block_size_bytes_sum"] > 0
     assert values["radledger_p2p_peers"] == 3
     assert values["radledger_consensus_height"] >= before
 
