@@ -29,8 +29,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import plyvel
 
@@ -55,6 +54,7 @@ from storage.api import (
     check_prepared,
     validated_writes,
 )
+from storage.base import StoreLifecycle
 from storage.consistency import Census, audit
 from storage.errors import (
     CORRUPTION_ACTION,
@@ -264,7 +264,7 @@ def _decode_identity(data: bytes) -> tuple[int, str, bytes] | None:
 # --------------------------------------------------------------------------- the store
 
 
-class LevelDBStore:
+class LevelDBStore(StoreLifecycle):
     """Blocks, registry state and safety records in one LevelDB directory.
 
     Open with :func:`open_store` (or :meth:`open`); use as a context manager or call
@@ -276,10 +276,10 @@ class LevelDBStore:
         self, path: str, db: _Db, *, chain_id: str, genesis_hash: bytes, head: _Head
     ) -> None:
         """Internal: use :func:`open_store`, which checks the directory and the metadata."""
-        self._path: Final = path
+        self._path = path
         self._db = db
-        self._chain_id: Final = chain_id
-        self._genesis_hash: Final = genesis_hash
+        self._chain_id = chain_id
+        self._genesis_hash = genesis_hash
         self._head = head
         self._lock = threading.Lock()
         self._closed = False
@@ -314,18 +314,6 @@ class LevelDBStore:
     # ----------------------------------------------------------------- identity, lifecycle
 
     @property
-    def path(self) -> str:
-        return self._path
-
-    @property
-    def chain_id(self) -> str:
-        return self._chain_id
-
-    @property
-    def genesis_hash(self) -> bytes:
-        return self._genesis_hash
-
-    @property
     def safety(self) -> LevelDBSafetyStore:
         return self._safety
 
@@ -334,21 +322,6 @@ class LevelDBStore:
             if not self._closed:
                 self._closed = True
                 self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self._path)
 
     def _corrupted(self, problem: str) -> StoreCorruptedError:
         return StoreCorruptedError(self._path, problem, CORRUPTION_ACTION)

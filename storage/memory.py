@@ -15,8 +15,6 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterator, Mapping
-from types import TracebackType
-from typing import Final, Self
 
 from ledger.types import (
     Block,
@@ -34,20 +32,21 @@ from storage.api import (
     check_prepared,
     validated_writes,
 )
+from storage.base import StoreLifecycle
 from storage.consistency import Census, audit
-from storage.errors import SafetyViolation, StoreClosedError
+from storage.errors import SafetyViolation
 
 __all__ = ["MemorySafetyStore", "MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(StoreLifecycle):
     """Blocks, state and safety records in dictionaries, under the same contract as LevelDB."""
 
     def __init__(self, *, chain_id: str, genesis_hash: bytes, name: str = "memory") -> None:
         check_identity(chain_id, genesis_hash)
-        self._path: Final = f"<memory:{name}>"
-        self._chain_id: Final = chain_id
-        self._genesis_hash: Final = genesis_hash
+        self._path = f"<memory:{name}>"
+        self._chain_id = chain_id
+        self._genesis_hash = genesis_hash
         self._lock = threading.Lock()
         self._closed = False
         self._blocks: dict[int, Block] = {}
@@ -63,38 +62,11 @@ class MemoryStore:
     # ----------------------------------------------------------------- identity, lifecycle
 
     @property
-    def path(self) -> str:
-        return self._path
-
-    @property
-    def chain_id(self) -> str:
-        return self._chain_id
-
-    @property
-    def genesis_hash(self) -> bytes:
-        return self._genesis_hash
-
-    @property
     def safety(self) -> MemorySafetyStore:
         return self._safety
 
     def close(self) -> None:
         self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self._path)
 
     # ----------------------------------------------------------------- blocks
 
