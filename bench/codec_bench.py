@@ -22,7 +22,7 @@ import cbor2
 
 from ledger import codec
 from ledger.keys import SigningKey
-from ledger.types import Block, BlockHeader, Tx, Vote, VoteKind
+from ledger.types import TX_SCHEMA, Block, BlockHeader, Tx, Vote, VoteKind
 
 REPEATS = 7
 CHAIN = "radledger-bench"
@@ -79,7 +79,8 @@ def run() -> dict[str, Any]:
     header_bytes = block.header.encode()
 
     rows: dict[str, float] = {
-        "tx encode (radledger schema)": median_us(tx.encode, 20_000),
+        # The schema encoder itself: Tx.encode() would answer from its cache.
+        "tx encode (radledger schema)": median_us(lambda: TX_SCHEMA.encode(tx), 20_000),
         "tx encode (radledger generic)": median_us(lambda: codec.encode(tx_value), 5_000),
         "tx encode (cbor2 canonical)": median_us(
             lambda: cbor2.dumps(tx_value, canonical=True), 5_000

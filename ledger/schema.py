@@ -306,6 +306,15 @@ class Schema(Generic[T]):
         except ValidationError as exc:
             raise DecodeError(f"{where}: {exc}") from None
 
+    def encode_cached(self, record: T) -> bytes:
+        """:meth:`encode`, kept in the record's ``cache_attr`` slot after the first call."""
+        assert self.cache_attr is not None
+        cached: bytes | None = getattr(record, self.cache_attr)
+        if cached is None:
+            cached = self.encode(record)
+            object.__setattr__(record, self.cache_attr, cached)
+        return cached
+
     def from_value(self, raw: Value, name: str | None = None) -> T:
         where = name or self.name
         fields = self._check_keys(raw, where)

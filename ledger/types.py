@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Protocol, Self
 
 from ledger import codec, merkle
 from ledger.errors import DecodeError, SignatureError, ValidationError
@@ -65,6 +65,22 @@ _UINT64_MAX: Final = (1 << 64) - 1
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+class _HashCached(Protocol):
+    @property
+    def _hash(self) -> bytes | None: ...
+
+    def encode(self) -> bytes: ...
+
+
+def _cached_hash(record: _HashCached) -> bytes:
+    """SHA-256 of the record's encoding, kept in its ``_hash`` slot after the first call."""
+    cached = record._hash
+    if cached is None:
+        cached = sha256(record.encode())
+        object.__setattr__(record, "_hash", cached)
+    return cached
 
 
 def max_faulty(n: int) -> int:
@@ -167,11 +183,7 @@ class Tx:
         return _TX_UNSIGNED.encode(self)
 
     def encode(self) -> bytes:
-        cached = self._encoded
-        if cached is None:
-            cached = TX_SCHEMA.encode(self)
-            object.__setattr__(self, "_encoded", cached)
-        return cached
+        return TX_SCHEMA.encode_cached(self)
 
     @classmethod
     def decode(cls, data: bytes) -> Tx:
@@ -179,11 +191,7 @@ class Tx:
 
     @property
     def hash(self) -> bytes:
-        cached = self._hash
-        if cached is None:
-            cached = sha256(self.encode())
-            object.__setattr__(self, "_hash", cached)
-        return cached
+        return _cached_hash(self)
 
     def body_value(self) -> dict[str, codec.Value]:
         decoded = codec.decode(self.body)
@@ -561,18 +569,10 @@ class BlockHeader:
 
     @property
     def hash(self) -> bytes:
-        cached = self._hash
-        if cached is None:
-            cached = sha256(self.encode())
-            object.__setattr__(self, "_hash", cached)
-        return cached
+        return _cached_hash(self)
 
     def encode(self) -> bytes:
-        cached = self._encoded
-        if cached is None:
-            cached = HEADER_SCHEMA.encode(self)
-            object.__setattr__(self, "_encoded", cached)
-        return cached
+        return HEADER_SCHEMA.encode_cached(self)
 
     @classmethod
     def decode(cls, data: bytes) -> BlockHeader:
