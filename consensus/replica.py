@@ -937,8 +937,6 @@ class Replica:
         """A certificate proves ``cert.height`` is committed: sync if we lack it."""
         if cert is None or cert.height < self._height:
             return
-        if peer == self._me:
-            peer = next(v for v in sorted(self._c.validators) if v != self._me)
         self._sync_target = max(self._sync_target, cert.height)
         if self._sync_peer is None:
             self._sync_peer = peer
