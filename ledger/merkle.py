@@ -61,6 +61,7 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "root",
+    "root_from_leaf_hashes",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -113,6 +114,13 @@ def root(entries: Sequence[bytes]) -> bytes:
     if not entries:
         return EMPTY_ROOT
     hashes = [leaf_hash(entry) for entry in entries]
+    return _subtree_root(hashes, 0, len(hashes))
+
+
+def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
+    """``MTH`` of a list whose leaf hashes (:func:`leaf_hash`) are already known."""
+    if not hashes:
+        return EMPTY_ROOT
     return _subtree_root(hashes, 0, len(hashes))
 
 

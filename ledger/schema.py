@@ -204,6 +204,20 @@ class Array(Field):
         return tuple(self.item.from_json(element, f"{name}[{i}]") for i, element in enumerate(obj))
 
 
+class Bool(Field):
+    """CBOR ``true`` / ``false``."""
+
+    __slots__ = ()
+
+    def encode_into(self, value: Any, out: list[bytes]) -> None:
+        out.append(b"\xf5" if value else b"\xf4")
+
+    def decode(self, raw: Value, name: str) -> bool:
+        if not isinstance(raw, bool):
+            raise DecodeError(f"{name}: expected true or false")
+        return raw
+
+
 class Optional(Field):
     """Either ``null`` (``None``) or a value of another kind."""
 
