@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PKGS   := ledger storage consensus p2p node
+PKGS   := ledger storage consensus p2p registry imaging node
 
 .PHONY: devnet test lint typecheck pytest soak bench install clean
 

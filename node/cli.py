@@ -19,6 +19,7 @@ import click
 from ledger.errors import GenesisError, KeyFileError
 from ledger.genesis import MIN_VALIDATORS, Genesis
 from ledger.keys import SigningKey, write_key_file
+from node import cli_imaging
 from node.daemon import StartupError, load_home, run_node, setup_logging
 from node.devnet import run_devnet
 from node.sim import run as run_seed
@@ -313,6 +314,10 @@ def status(rpc: str) -> None:
     click.echo(f"peers    {s['peers']}")
     click.echo(f"sync     {sync}")
     click.echo(f"mempool  {s['mempool_txs']} txs")
+
+
+cli.add_command(cli_imaging.fingerprint)
+cli.add_command(cli_imaging.gate)
 
 
 def main() -> None:

@@ -1,0 +1,178 @@
+"""The canonical form of a DICOM dataset behind the ``meta`` digest.
+
+The form is a canonical CBOR value (``ledger.codec``, RFC 8949 §4.2.1), so every
+implementation that follows docs/FINGERPRINT.md produces the same bytes:
+
+* a dataset (the top level, and every sequence item) is a map from the tag as
+  8 upper-case hex digits (``"00100010"``) to the element's value;
+* every value is an array (a DICOM value is a list of values; empty -> ``[]``);
+* text values (AE AS CS DA DT LO LT PN SH ST TM UC UI UR UT) are text strings with
+  the padding DICOM declares insignificant removed (PS3.5 §6.2): trailing spaces
+  and NULs always, leading spaces too for AE AS CS DA DT LO SH TM UI;
+  person names also lose trailing ``^`` and ``=`` delimiters;
+* DS values are ``[mantissa, exponent]`` integer pairs with trailing zeros moved
+  into the exponent (``"1.50"``, ``"+1.5"`` and ``"15E-1"`` are all ``[15, -1]``;
+  zero is ``[0, 0]``); a DS that is not a decimal number stays text;
+* IS, US, SS, UL, SL, UV, SV and AT values are integers;
+* FL and FD values are their IEEE 754 bytes, big-endian (4 or 8 bytes);
+* OB OD OF OL OV OW (and UN) are one byte string, little-endian
+  (a big-endian file's words are swapped back);
+* SQ values are arrays of datasets;
+* private elements (odd groups) other than sequences are one byte string: the
+  value bytes as stored, so a private element reads the same whether or not the
+  reader knows its VR (implicit and explicit VR files agree).
+
+Excluded, because they legitimately change with the encoding (PS3.3
+C.12.1.1.3.1.1, the rule DICOM's own MACs use, plus the pixel module's encoding
+descriptors): group lengths (gggg,0000); every group below 0008 (file meta
+0002); Length to End (0008,0001); the whole 7FE0 group (pixel data, offset
+tables); Data Set Trailing Padding (FFFC,FFFC); digital signatures (FFFA group)
+and MAC Parameters (4FFE,0001); Photometric Interpretation (0028,0004) and Planar
+Configuration (0028,0006), which a lossless codec may rewrite (RGB is stored as
+YBR_RCT by JPEG 2000) and which the ``pixel`` digest binds in decoded form.
+Item and sequence delimiters are framing, never elements, so they never appear.
+"""
+
+from __future__ import annotations
+
+import struct
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+
+from imaging.errors import MalformedError
+from ledger import codec
+
+_LENGTH_TO_END: Final = 0x00080001
+_EXCLUDED_TAGS: Final = frozenset(
+    {
+        _LENGTH_TO_END,
+        0x00280004,  # Photometric Interpretation
+        0x00280006,  # Planar Configuration
+        0x4FFE0001,  # MAC Parameters Sequence
+        0xFFFCFFFC,  # Data Set Trailing Padding
+    }
+)
+_EXCLUDED_GROUPS: Final = frozenset({0x7FE0, 0xFFFA})
+_UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+
+_STRIP_BOTH: Final = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI"})
+_INT_VRS: Final = frozenset({"IS", "US", "SS", "UL", "SL", "UV", "SV", "AT"})
+_FLOAT_FORMATS: Final = {"FL": ">f", "FD": ">d"}
+#: Binary VRs and the width of the words a big-endian file swaps.
+_BINARY_WIDTH: Final = {"OB": 1, "UN": 1, "OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def excluded(tag: int) -> bool:
+    group, element = tag >> 16, tag & 0xFFFF
+    return element == 0 or group < 0x0008 or group in _EXCLUDED_GROUPS or tag in _EXCLUDED_TAGS
+
+
+def canonical_meta(ds: Dataset) -> bytes:
+    """The canonical CBOR encoding of ``ds`` minus the excluded elements."""
+    little_endian = _little_endian(ds)
+    return codec.encode(_dataset(ds, little_endian, depth=0))
+
+
+def _little_endian(ds: Dataset) -> bool:
+    encoding = getattr(ds, "original_encoding", (None, None))
+    return encoding[1] is not False
+
+
+def _dataset(ds: Dataset, little_endian: bool, depth: int) -> dict[str, codec.Value]:
+    if depth > 16:
+        raise MalformedError("sequences are nested more than 16 deep")
+    out: dict[str, codec.Value] = {}
+    for tag in sorted(ds.keys()):
+        tag_int = int(tag)
+        if excluded(tag_int):
+            continue
+        out[f"{tag_int:08X}"] = _element(ds, BaseTag(tag_int), little_endian, depth)
+    return out
+
+
+def _element(ds: Dataset, tag: BaseTag, little_endian: bool, depth: int) -> codec.Value:
+    if tag.is_private:
+        raw: object = ds.get_item(tag)  # a RawDataElement until first converted
+        if (
+            isinstance(raw, RawDataElement)
+            and isinstance(raw.value, bytes)
+            and raw.length != _UNDEFINED_LENGTH
+            and raw.VR != "SQ"
+        ):
+            return [raw.value]
+    elem: DataElement = ds[tag]
+    vr = elem.VR
+    value = elem.value
+    if vr == "SQ":
+        return [_dataset(item, little_endian, depth + 1) for item in (value or ())]
+    if tag.is_private and isinstance(value, bytes):
+        return [value]
+    if value is None:
+        return []
+    if isinstance(value, bytes | bytearray):
+        return [_binary(bytes(value), vr, little_endian)]
+    values: list[Any] = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    return [_scalar(v, vr) for v in values]
+
+
+def _binary(value: bytes, vr: str, little_endian: bool) -> bytes:
+    width = _BINARY_WIDTH.get(vr, 1)
+    if little_endian or width == 1:
+        return value
+    if len(value) % width:
+        raise MalformedError(f"a {vr} value of {len(value)} bytes is not whole words")
+    swapped = bytearray(len(value))
+    for i in range(width):
+        swapped[i::width] = value[width - 1 - i :: width]
+    return bytes(swapped)
+
+
+def _scalar(value: Any, vr: str) -> codec.Value:
+    if vr == "DS":
+        return _decimal(str(getattr(value, "original_string", None) or value))
+    if vr in _INT_VRS:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return _text(str(value), vr)
+    if vr in _FLOAT_FORMATS:
+        return struct.pack(_FLOAT_FORMATS[vr], float(value))
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return _text(str(value), vr)
+
+
+def _text(value: str, vr: str) -> str:
+    if vr in _STRIP_BOTH:
+        return value.strip(" \x00")
+    text = value.rstrip(" \x00")
+    if vr == "PN":
+        groups = [group.rstrip("^") for group in text.split("=")]
+        while groups and not groups[-1]:
+            groups.pop()
+        return "=".join(groups)
+    return text
+
+
+def _decimal(text: str) -> codec.Value:
+    stripped = text.strip(" \x00")
+    try:
+        number = Decimal(stripped)
+    except InvalidOperation:
+        return stripped
+    if not number.is_finite():
+        return stripped
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = int("".join(map(str, digits)) or "0")
+    if mantissa == 0:
+        return [0, 0]
+    while mantissa % 10 == 0:
+        mantissa //= 10
+        exponent += 1
+    return [-mantissa if sign else mantissa, exponent]

@@ -1,0 +1,287 @@
+"""Encoding-invariant DICOM fingerprints: ``pixel``, ``meta`` and ``file`` digests.
+
+Each digest is SHA-256 over a domain tag (ASCII, NUL-terminated, versioned) and
+then the bytes it covers, so a digest of one kind can never be passed off as
+another and a future v2 cannot collide with v1:
+
+* ``file  = SHA-256("radledger/dicom-file/v1\\0"  || exact file bytes)``
+* ``meta  = SHA-256("radledger/dicom-meta/v1\\0"  || canonical_meta(dataset))``
+  (:mod:`imaging.canonical`)
+* ``pixel = SHA-256("radledger/dicom-pixel/v1\\0" || header || samples)`` where
+  ``header`` is the canonical CBOR map of the attributes that define the decoded
+  frames and ``samples`` are the decoded frames in (frame, row, column, sample)
+  order, each sample little-endian, with the bits above BitsStored cleared
+  (unsigned) or sign-extended (signed). Instances without pixel data have no
+  pixel digest (``None``).
+
+The same image stored in any lossless transfer syntax gives the same ``pixel``
+and ``meta``; only ``file`` changes. docs/FINGERPRINT.md is the specification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels.decoders.base import get_decoder
+
+from imaging.canonical import canonical_meta
+from imaging.errors import (
+    ImagingError,
+    MalformedError,
+    MissingAttributeError,
+    NotDicomError,
+    TruncatedError,
+    UndecodablePixelsError,
+    UnreadableFileError,
+)
+from ledger import codec
+from ledger.errors import ValidationError
+from ledger.manifest import Geometry, InstanceLeaf, check_uid
+
+FILE_DOMAIN: Final = b"radledger/dicom-file/v1\x00"
+META_DOMAIN: Final = b"radledger/dicom-meta/v1\x00"
+PIXEL_DOMAIN: Final = b"radledger/dicom-pixel/v1\x00"
+
+_PIXEL_TAGS: Final = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # (Float/Double Float) Pixel Data
+_UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """The three digests of one instance, keyed by its SOP Instance UID."""
+
+    sop_instance_uid: str
+    pixel: bytes | None
+    meta: bytes
+    file: bytes
+
+    def leaf(self) -> InstanceLeaf:
+        return InstanceLeaf(self.sop_instance_uid, self.pixel, self.meta, self.file)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sop_instance_uid": self.sop_instance_uid,
+            "pixel": None if self.pixel is None else self.pixel.hex(),
+            "meta": self.meta.hex(),
+            "file": self.file.hex(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PixelInfo:
+    """What the pixel digest bound: the decoded frames' layout."""
+
+    geometry: Geometry
+    frames: int
+
+
+def file_digest(data: bytes) -> bytes:
+    return hashlib.sha256(FILE_DOMAIN + data).digest()
+
+
+def meta_digest(ds: Dataset) -> bytes:
+    return hashlib.sha256(META_DOMAIN + canonical_meta(ds)).digest()
+
+
+def read_dataset(data: bytes) -> Dataset:
+    """Parse a DICOM Part 10 file held in memory; typed errors for every defect."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=False)
+        except InvalidDicomError:
+            raise NotDicomError(
+                "not a DICOM file: no 128-byte preamble and 'DICM' prefix"
+            ) from None
+        except EOFError as exc:
+            raise TruncatedError(f"the file ends early: {exc}") from None
+        except Exception as exc:
+            raise MalformedError(f"cannot parse the dataset: {_describe(exc)}") from None
+    for warning in caught:
+        text = str(warning.message).lower()
+        if "end of file" in text:
+            raise TruncatedError("the file ends inside a data element")
+    if "TransferSyntaxUID" not in ds.file_meta:
+        raise MalformedError("the file meta information has no Transfer Syntax UID")
+    _check_last_element(ds)
+    return ds
+
+
+def _check_last_element(ds: Dataset) -> None:
+    """A value shorter than its declared length means the file was cut short."""
+    for tag in reversed(list(ds.keys())):
+        raw = ds.get_item(tag)
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if (
+            isinstance(value, bytes)
+            and length not in (None, _UNDEFINED_LENGTH)
+            and len(value) < int(length)
+        ):
+            raise TruncatedError(
+                f"element {tag} declares {length} bytes but the file holds {len(value)}"
+            )
+        return
+
+
+def sop_instance_uid(ds: Dataset) -> str:
+    uid = str(_get(ds, "SOPInstanceUID", "")).strip(" \x00")
+    try:
+        check_uid("SOP Instance UID", uid)
+    except ValidationError as exc:
+        raise MissingAttributeError(str(exc) if uid else "no SOP Instance UID") from None
+    return uid
+
+
+def has_pixels(ds: Dataset) -> bool:
+    return any(tag in ds for tag in _PIXEL_TAGS)
+
+
+def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
+    """The pixel digest and the layout it binds, or ``None`` without pixel data."""
+    if not has_pixels(ds):
+        if "Rows" in ds and "Columns" in ds and "BitsAllocated" in ds:
+            raise TruncatedError("image attributes are present but the pixel data is missing")
+        return None
+    rows = _uint(ds, "Rows")
+    columns = _uint(ds, "Columns")
+    samples = _uint(ds, "SamplesPerPixel", 1)
+    bits_allocated = _uint(ds, "BitsAllocated")
+    bits_stored = _uint(ds, "BitsStored", bits_allocated)
+    representation = _uint(ds, "PixelRepresentation", 0)
+    frames = _uint(ds, "NumberOfFrames", 1) or 1
+    transfer_syntax = ds.file_meta.TransferSyntaxUID
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        raise UndecodablePixelsError(
+            f"no decoder for transfer syntax {transfer_syntax} ({transfer_syntax.name})"
+        ) from None
+    if not decoder.is_available:
+        raise UndecodablePixelsError(f"the decoder for {transfer_syntax.name} is not installed")
+    digest = hashlib.sha256(PIXEL_DOMAIN)
+    photometric = ""
+    expected = rows * columns * samples
+    decoded_frames = 0
+    try:
+        for frame, meta in decoder.iter_array(ds, as_rgb=False):
+            if decoded_frames == 0:
+                photometric = str(meta.get("photometric_interpretation") or "")
+                digest.update(
+                    codec.encode(
+                        {
+                            "BitsAllocated": bits_allocated,
+                            "BitsStored": bits_stored,
+                            "Columns": columns,
+                            "NumberOfFrames": frames,
+                            "PhotometricInterpretation": photometric,
+                            "PixelRepresentation": representation,
+                            "PlanarConfiguration": 0,
+                            "Rows": rows,
+                            "SampleBytes": frame.dtype.itemsize,
+                            "SampleKind": frame.dtype.kind,
+                            "SamplesPerPixel": samples,
+                        }
+                    )
+                )
+            if frame.size != expected:
+                raise UndecodablePixelsError(
+                    f"frame {decoded_frames} decodes to {frame.size} samples, expected {expected}"
+                )
+            digest.update(_canonical_samples(frame, bits_stored, bits_allocated))
+            decoded_frames += 1
+    except ImagingError:
+        raise
+    except Exception as exc:
+        text = _describe(exc)
+        if "less than expected" in text or "end of file" in text.lower():
+            raise TruncatedError(f"the pixel data is shorter than declared: {text}") from None
+        raise UndecodablePixelsError(f"the pixel data cannot be decoded: {text}") from None
+    if decoded_frames != frames:
+        raise UndecodablePixelsError(f"decoded {decoded_frames} frames, expected {frames}")
+    geometry = Geometry(rows, columns, samples, bits_allocated, bits_stored, photometric)
+    return digest.digest(), PixelInfo(geometry, frames)
+
+
+def _canonical_samples(frame: np.ndarray[Any, Any], bits_stored: int, bits_allocated: int) -> Any:
+    """Little-endian, C-contiguous samples with the unused high bits normalised."""
+    array = frame
+    width = array.dtype.itemsize * 8
+    if array.dtype.kind in "ui" and bits_allocated > 1 and 0 < bits_stored < width:
+        if array.dtype.kind == "u":
+            array = array & array.dtype.type((1 << bits_stored) - 1)
+        else:
+            shift = width - bits_stored
+            array = (array << shift) >> shift
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and not _NATIVE_LE):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array).view(np.uint8).reshape(-1).data
+
+
+_NATIVE_LE: Final = np.little_endian
+
+
+def _uint(ds: Dataset, keyword: str, default: int | None = None) -> int:
+    value = _get(ds, keyword, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise MissingAttributeError(f"{keyword} is missing or not a number") from None
+    if number < 0:
+        raise MalformedError(f"{keyword} is negative")
+    return number
+
+
+def _get(ds: Dataset, keyword: str, default: Any = None) -> Any:
+    """``ds.get`` that turns a value pydicom cannot convert into a typed error."""
+    try:
+        value = ds.get(keyword, default)
+    except Exception as exc:
+        raise MalformedError(f"{keyword} cannot be read: {_describe(exc)}") from None
+    return default if value is None or value == "" else value
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def read_file(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise UnreadableFileError("is a directory") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot read: {exc.strerror or exc}") from None
+
+
+def fingerprint_bytes(data: bytes) -> Fingerprint:
+    """The three digests of a file held in memory."""
+    ds = read_dataset(data)
+    return fingerprint_dataset(ds, data)[0]
+
+
+def fingerprint_dataset(ds: Dataset, data: bytes) -> tuple[Fingerprint, PixelInfo | None]:
+    uid = sop_instance_uid(ds)
+    try:
+        meta = meta_digest(ds)
+    except ImagingError:
+        raise
+    except Exception as exc:
+        raise MalformedError(f"an attribute cannot be read: {_describe(exc)}") from None
+    pixels = pixel_digest(ds)
+    pixel, info = (None, None) if pixels is None else pixels
+    return Fingerprint(uid, pixel, meta, file_digest(data)), info
+
+
+def fingerprint_file(path: str | Path) -> Fingerprint:
+    return fingerprint_bytes(read_file(path))
