@@ -39,7 +39,7 @@ import struct
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -87,15 +87,32 @@ def _dataset(ds: Dataset, little_endian: bool, depth: int) -> dict[str, codec.Va
     if depth > 16:
         raise MalformedError("sequences are nested more than 16 deep")
     out: dict[str, codec.Value] = {}
-    for tag in sorted(ds.keys()):
-        tag_int = int(tag)
+    encoding = ds._character_set
+    for tag_int in sorted(int(tag) for tag in ds.keys()):  # noqa: SIM118  (iterating a Dataset yields elements)
         if excluded(tag_int):
             continue
-        out[f"{tag_int:08X}"] = _element(ds, BaseTag(tag_int), little_endian, depth)
+        out[f"{tag_int:08X}"] = _element(ds, BaseTag(tag_int), encoding, little_endian, depth)
     return out
 
 
-def _element(ds: Dataset, tag: BaseTag, little_endian: bool, depth: int) -> codec.Value:
+def _converted(ds: Dataset, tag: BaseTag, encoding: str | list[str]) -> DataElement:
+    """The element with its value converted, without storing it back in ``ds``.
+
+    Same conversion as ``ds[tag]`` (character set, VR from the dictionary), minus
+    pydicom's bookkeeping; ambiguous VRs (``US or SS``) still go through ``ds[tag]``,
+    which resolves them from the pixel module.
+    """
+    raw: object = ds.get_item(tag)
+    if isinstance(raw, RawDataElement):
+        elem = convert_raw_data_element(raw, encoding=encoding, ds=ds)
+        if " or " not in elem.VR:
+            return elem
+    return ds[tag]
+
+
+def _element(
+    ds: Dataset, tag: BaseTag, encoding: str | list[str], little_endian: bool, depth: int
+) -> codec.Value:
     if tag.is_private:
         raw: object = ds.get_item(tag)  # a RawDataElement until first converted
         if (
@@ -105,7 +122,7 @@ def _element(ds: Dataset, tag: BaseTag, little_endian: bool, depth: int) -> code
             and raw.VR != "SQ"
         ):
             return [raw.value]
-    elem: DataElement = ds[tag]
+    elem = _converted(ds, tag, encoding)
     vr = elem.VR
     value = elem.value
     if vr == "SQ":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +33,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from imaging.canonical import canonical_meta
 from imaging.errors import (
@@ -160,22 +167,14 @@ def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
     representation = _uint(ds, "PixelRepresentation", 0)
     frames = _uint(ds, "NumberOfFrames", 1) or 1
     transfer_syntax = ds.file_meta.TransferSyntaxUID
-    try:
-        decoder = get_decoder(transfer_syntax)
-    except NotImplementedError:
-        raise UndecodablePixelsError(
-            f"no decoder for transfer syntax {transfer_syntax} ({transfer_syntax.name})"
-        ) from None
-    if not decoder.is_available:
-        raise UndecodablePixelsError(f"the decoder for {transfer_syntax.name} is not installed")
     digest = hashlib.sha256(PIXEL_DOMAIN)
     photometric = ""
     expected = rows * columns * samples
     decoded_frames = 0
     try:
-        for frame, meta in decoder.iter_array(ds, as_rgb=False):
+        for frame, frame_photometric in _frames(ds, transfer_syntax, rows * columns, samples):
             if decoded_frames == 0:
-                photometric = str(meta.get("photometric_interpretation") or "")
+                photometric = frame_photometric
                 digest.update(
                     codec.encode(
                         {
@@ -210,6 +209,63 @@ def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
         raise UndecodablePixelsError(f"decoded {decoded_frames} frames, expected {frames}")
     geometry = Geometry(rows, columns, samples, bits_allocated, bits_stored, photometric)
     return digest.digest(), PixelInfo(geometry, frames)
+
+
+_NATIVE_LE_SYNTAXES: Final = frozenset(
+    {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+)
+_NATIVE_DTYPES: Final = {
+    (8, 0): "<u1",
+    (16, 0): "<u2",
+    (16, 1): "<i2",
+    (32, 0): "<u4",
+    (32, 1): "<i4",
+}
+_PASS_THROUGH_PHOTOMETRIC: Final = frozenset({"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR"})
+
+
+def _frames(
+    ds: Dataset, transfer_syntax: UID, pixels_per_frame: int, samples: int
+) -> Iterator[tuple[np.ndarray[Any, Any], str]]:
+    """Each decoded frame with the photometric interpretation of the decoded values.
+
+    Single-sample little-endian native data is read in place (a view, no copy):
+    for it, pydicom's decoder would only copy the same samples. Everything else
+    (compressed, big endian, colour, 1-bit, float) goes through pydicom's decoders.
+    """
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
+    dtype = _NATIVE_DTYPES.get(
+        (int(ds.get("BitsAllocated") or 0), int(ds.get("PixelRepresentation") or 0))
+    )
+    if (
+        transfer_syntax in _NATIVE_LE_SYNTAXES
+        and samples == 1
+        and dtype is not None
+        and photometric in _PASS_THROUGH_PHOTOMETRIC
+        and 0x7FE00010 in ds
+    ):
+        data = ds.PixelData
+        frames = int(ds.get("NumberOfFrames") or 1) or 1
+        frame_bytes = pixels_per_frame * np.dtype(dtype).itemsize
+        if len(data) < frame_bytes * frames:
+            raise TruncatedError(
+                f"the pixel data holds {len(data)} bytes, less than expected "
+                f"({frame_bytes * frames})"
+            )
+        flat = np.frombuffer(data, dtype=dtype, count=pixels_per_frame * frames)
+        for index in range(frames):
+            yield flat[index * pixels_per_frame : (index + 1) * pixels_per_frame], photometric
+        return
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        raise UndecodablePixelsError(
+            f"no decoder for transfer syntax {transfer_syntax} ({transfer_syntax.name})"
+        ) from None
+    if not decoder.is_available:
+        raise UndecodablePixelsError(f"the decoder for {transfer_syntax.name} is not installed")
+    for frame, meta in decoder.iter_array(ds, as_rgb=False):
+        yield frame, str(meta.get("photometric_interpretation") or "")
 
 
 def _canonical_samples(frame: np.ndarray[Any, Any], bits_stored: int, bits_allocated: int) -> Any:
