@@ -39,12 +39,13 @@ test: lint typecheck pytest
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## make bench: micro-benchmarks of the codec, storage, the consensus core and the peer link (results printed and saved under bench/results/).
+## make bench: micro-benchmarks of the codec, storage, the consensus core, the peer link and DICOM fingerprinting (results printed and saved under bench/results/).
 bench: $(STAMP)
 	$(BIN)/python -m bench.codec_bench
 	$(BIN)/python -m bench.storage_bench
 	$(BIN)/python -m bench.consensus_bench
 	$(BIN)/python -m bench.p2p_bench
+	$(BIN)/python -m bench.imaging_bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
