@@ -1,0 +1,239 @@
+"""The registry's key layout, and a write-collecting view over committed state.
+
+Keys are ASCII paths under ``reg/`` (plus the node's ``acct/<signer>/nonce``).
+Path components are ids that match patterns without ``/`` (dataset, trial,
+project and site ids, DICOM UIDs), 64-digit lower-case hex for keys and grant
+ids, or 20-digit zero-padded decimal indices of append-only lists; so every
+``<prefix>/`` scan returns exactly one record's children, in index order.
+docs/REGISTRY.md tabulates every key and the encoding of its value.
+
+Execution reads only single keys (``get``); list counters live in the owning
+record. Queries may also scan prefixes (``items``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+from ledger import codec
+from ledger.errors import DecodeError
+from ledger.schema import Schema
+
+T = TypeVar("T")
+
+StateReader = Callable[[bytes], bytes | None]
+Writes = dict[bytes, bytes | None]
+
+NONCE_PREFIX: Final = b"acct/"
+PREFIX: Final = b"reg/"
+INDEX_DIGITS: Final = 20  # enough for any 64-bit count
+
+
+def _idx(n: int) -> bytes:
+    return b"%0*d" % (INDEX_DIGITS, n)
+
+
+def _hex(key: bytes) -> bytes:
+    return key.hex().encode("ascii")
+
+
+def _id(text: str) -> bytes:
+    return text.encode("ascii")
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def nonce_key(signer: bytes) -> bytes:
+    """Exactly the node's key (node/app.py): raw 32-byte signer, 8-byte big-endian value."""
+    return NONCE_PREFIX + signer + b"/nonce"
+
+
+def member_key(member: bytes) -> bytes:
+    return b"reg/mem/" + _hex(member)
+
+
+def member_event_prefix(member: bytes) -> bytes:
+    return b"reg/mem/" + _hex(member) + b"/ev/"
+
+
+def member_event_key(member: bytes, n: int) -> bytes:
+    return member_event_prefix(member) + _idx(n)
+
+
+def history_count_key(actor: bytes) -> bytes:
+    return b"reg/hist/" + _hex(actor) + b"/n"
+
+
+def history_prefix(actor: bytes) -> bytes:
+    return b"reg/hist/" + _hex(actor) + b"/e/"
+
+
+def history_key(actor: bytes, n: int) -> bytes:
+    return history_prefix(actor) + _idx(n)
+
+
+def dataset_key(dataset: str) -> bytes:
+    return b"reg/ds/" + _id(dataset)
+
+
+def series_prefix(dataset: str) -> bytes:
+    return dataset_key(dataset) + b"/series/"
+
+
+def series_key(dataset: str, series: str) -> bytes:
+    return series_prefix(dataset) + _id(series)
+
+
+def leaf_prefix(dataset: str, series: str) -> bytes:
+    return dataset_key(dataset) + b"/leaf/" + _id(series) + b"/"
+
+
+def leaf_key(dataset: str, series: str, n: int) -> bytes:
+    return leaf_prefix(dataset, series) + _idx(n)
+
+
+def dataset_instance_key(dataset: str, sop: str) -> bytes:
+    return dataset_key(dataset) + b"/inst/" + _id(sop)
+
+
+def sop_prefix(sop: str) -> bytes:
+    return b"reg/sop/" + _id(sop) + b"/"
+
+
+def sop_key(sop: str, dataset: str) -> bytes:
+    return sop_prefix(sop) + _id(dataset)
+
+
+def access_prefix(dataset: str) -> bytes:
+    return dataset_key(dataset) + b"/acc/"
+
+
+def access_key(dataset: str, n: int) -> bytes:
+    return access_prefix(dataset) + _idx(n)
+
+
+def child_prefix(parent: str) -> bytes:
+    return dataset_key(parent) + b"/child/"
+
+
+def child_key(parent: str, child: str) -> bytes:
+    return child_prefix(parent) + _id(child)
+
+
+def dataset_trial_prefix(dataset: str) -> bytes:
+    return dataset_key(dataset) + b"/trial/"
+
+
+def dataset_trial_key(dataset: str, n: int) -> bytes:
+    return dataset_trial_prefix(dataset) + _idx(n)
+
+
+def dataset_subject_prefix(dataset: str) -> bytes:
+    return dataset_key(dataset) + b"/subj/"
+
+
+def dataset_subject_key(dataset: str, subject: bytes) -> bytes:
+    return dataset_subject_prefix(dataset) + _hex(subject)
+
+
+def subject_key(site: str, subject: bytes) -> bytes:
+    return b"reg/subj/" + _id(site) + b"/" + _hex(subject)
+
+
+def subject_dataset_prefix(site: str, subject: bytes) -> bytes:
+    return subject_key(site, subject) + b"/ds/"
+
+
+def subject_dataset_key(site: str, subject: bytes, dataset: str) -> bytes:
+    return subject_dataset_prefix(site, subject) + _id(dataset)
+
+
+def grant_key(grant: bytes) -> bytes:
+    return b"reg/grant/" + _hex(grant)
+
+
+def grantee_prefix(kind: str, ident: str) -> bytes:
+    return b"reg/grantee/" + _id(kind) + b"/" + _id(ident) + b"/"
+
+
+def grantee_key(kind: str, ident: str, grant: bytes) -> bytes:
+    return grantee_prefix(kind, ident) + _hex(grant)
+
+
+def trial_key(trial: str) -> bytes:
+    return b"reg/trial/" + _id(trial)
+
+
+def trial_dataset_prefix(trial: str) -> bytes:
+    return trial_key(trial) + b"/ds/"
+
+
+def trial_dataset_key(trial: str, dataset: str) -> bytes:
+    return trial_dataset_prefix(trial) + _id(dataset)
+
+
+def trial_event_prefix(trial: str) -> bytes:
+    return trial_key(trial) + b"/ev/"
+
+
+def trial_event_key(trial: str, n: int) -> bytes:
+    return trial_event_prefix(trial) + _idx(n)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def decode_uint(raw: bytes) -> int:
+    value = codec.decode(raw)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise DecodeError("expected an unsigned integer")
+    return value
+
+
+def decode_text(raw: bytes) -> str:
+    value = codec.decode(raw)
+    if not isinstance(value, str):
+        raise DecodeError("expected a text string")
+    return value
+
+
+class State:
+    """Reads through to ``base``; collects this layer's writes (never deletes).
+
+    The state machine stacks two: one per block over committed state, and one
+    per transaction over the block's, merged into it only if the transaction
+    is accepted. So a refused transaction writes nothing, and later
+    transactions see the writes of earlier accepted ones.
+    """
+
+    __slots__ = ("_base", "writes")
+
+    def __init__(self, base: StateReader) -> None:
+        self._base = base
+        self.writes: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.writes.get(key)
+        return value if value is not None else self._base(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def load(self, schema: Schema[T], key: bytes) -> T | None:
+        raw = self.get(key)
+        return None if raw is None else schema.decode(raw)
+
+    def store(self, schema: Schema[T], key: bytes, record: T) -> None:
+        self.put(key, schema.encode(record))
+
+    def has(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def load_uint(self, key: bytes) -> int:
+        raw = self.get(key)
+        return 0 if raw is None else decode_uint(raw)
+
+    def put_value(self, key: bytes, value: object) -> None:
+        self.put(key, codec.encode(value))
