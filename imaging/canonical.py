@@ -19,8 +19,10 @@ implementation that follows docs/FINGERPRINT.md produces the same bytes:
   (a big-endian file's words are swapped back);
 * SQ values are arrays of datasets;
 * private elements (odd groups) other than sequences are one byte string: the
-  value bytes as stored, so a private element reads the same whether or not the
-  reader knows its VR (implicit and explicit VR files agree).
+  value as an implicit VR little endian file stores it (the stored bytes if the
+  VR is unknown, the value written back little-endian if it is known), so
+  implicit, explicit and big-endian files agree; an unknown private value that
+  parses as a sequence is mapped as one.
 
 Excluded, because they legitimately change with the encoding (PS3.3
 C.12.1.1.3.1.1, the rule DICOM's own MACs use, plus the pixel module's encoding
@@ -41,6 +43,8 @@ from typing import Any, Final
 
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
@@ -58,7 +62,6 @@ _EXCLUDED_TAGS: Final = frozenset(
     }
 )
 _EXCLUDED_GROUPS: Final = frozenset({0x7FE0, 0xFFFA})
-_UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 
 _STRIP_BOTH: Final = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI"})
 _INT_VRS: Final = frozenset({"IS", "US", "SS", "UL", "SL", "UV", "SV", "AT"})
@@ -113,28 +116,64 @@ def _converted(ds: Dataset, tag: BaseTag, encoding: str | list[str]) -> DataElem
 def _element(
     ds: Dataset, tag: BaseTag, encoding: str | list[str], little_endian: bool, depth: int
 ) -> codec.Value:
-    if tag.is_private:
-        raw: object = ds.get_item(tag)  # a RawDataElement until first converted
-        if (
-            isinstance(raw, RawDataElement)
-            and isinstance(raw.value, bytes)
-            and raw.length != _UNDEFINED_LENGTH
-            and raw.VR != "SQ"
-        ):
-            return [raw.value]
     elem = _converted(ds, tag, encoding)
     vr = elem.VR
     value = elem.value
+    if tag.is_private and vr != "SQ":
+        items = _private_sequence(ds, elem, encoding)
+        if items is None:
+            return [_private_bytes(elem, encoding)]
+        value, vr = items, "SQ"
     if vr == "SQ":
         return [_dataset(item, little_endian, depth + 1) for item in (value or ())]
-    if tag.is_private and isinstance(value, bytes):
-        return [value]
     if value is None:
         return []
     if isinstance(value, bytes | bytearray):
         return [_binary(bytes(value), vr, little_endian)]
     values: list[Any] = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     return [_scalar(v, vr) for v in values]
+
+
+_ITEM_TAG_LE: Final = b"\xfe\xff\x00\xe0"
+
+
+def _private_sequence(ds: Dataset, elem: DataElement, encoding: str | list[str]) -> Any:
+    """The items of a private sequence a reader could not type (VR UN), else ``None``.
+
+    An implicit VR file does not say that an unknown private element is a
+    sequence; an explicit one does. Values of unknown VR that start with an item
+    tag are read as a sequence (implicit VR little endian, as PS3.5 §6.2.2 says
+    UN content is encoded), so both files give the same canonical form.
+    """
+    if elem.VR != "UN" or not isinstance(elem.value, bytes):
+        return None
+    if not elem.value.startswith(_ITEM_TAG_LE):
+        return None
+    raw = RawDataElement(BaseTag(elem.tag), "SQ", len(elem.value), elem.value, 0, True, True)
+    try:
+        return convert_raw_data_element(raw, encoding=encoding, ds=ds).value
+    except Exception:
+        return None
+
+
+def _private_bytes(elem: DataElement, encoding: str | list[str]) -> bytes:
+    """A private value as little-endian bytes, the same whether or not its VR is known.
+
+    Unknown VR (UN): the stored bytes. Known VR: the value written the way an
+    implicit VR little endian file stores it, so a big-endian file, an explicit
+    file and an implicit one agree, and so does a dataset whose elements were
+    already read.
+    """
+    if elem.VR == "UN" and isinstance(elem.value, bytes):
+        return elem.value
+    out = DicomBytesIO()
+    out.is_little_endian = True
+    out.is_implicit_VR = True
+    try:
+        write_data_element(out, elem, encoding)
+    except Exception as exc:
+        raise MalformedError(f"private element {elem.tag} cannot be normalised: {exc}") from None
+    return out.getvalue()[8:]  # after the implicit VR header: tag (4) and length (4)
 
 
 def _binary(value: bytes, vr: str, little_endian: bool) -> bytes:

@@ -200,7 +200,11 @@ def _walk(ds: Dataset, depth: int) -> Iterator[int]:
         return
     for tag in list(ds.keys()):
         yield int(tag)
-        raw = ds.get_item(tag)
-        if getattr(raw, "VR", None) in ("SQ", None) or getattr(raw, "length", 0) == 0xFFFFFFFF:
-            for item in _sequence(ds, int(tag)):
-                yield from _walk(item, depth + 1)
+        try:
+            elem = ds[tag]
+        except Exception:  # noqa: S112  (an unreadable value holds no items)
+            continue
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                if isinstance(item, Dataset):
+                    yield from _walk(item, depth + 1)

@@ -26,13 +26,15 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -58,6 +60,13 @@ FILE_DOMAIN: Final = b"radledger/dicom-file/v1\x00"
 META_DOMAIN: Final = b"radledger/dicom-meta/v1\x00"
 PIXEL_DOMAIN: Final = b"radledger/dicom-pixel/v1\x00"
 
+#: What a cut file makes pydicom (struct, zlib) say.
+_TRUNCATION_HINTS: Final = (
+    "unpack requires a buffer",
+    "incomplete or truncated stream",
+    "Error -5 while decompressing",
+    "end of file",
+)
 _PIXEL_TAGS: Final = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # (Float/Double Float) Pixel Data
 _UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 
@@ -112,32 +121,97 @@ def read_dataset(data: bytes) -> Dataset:
         except EOFError as exc:
             raise TruncatedError(f"the file ends early: {exc}") from None
         except Exception as exc:
-            raise MalformedError(f"cannot parse the dataset: {_describe(exc)}") from None
+            text = _describe(exc)
+            if any(hint in text for hint in _TRUNCATION_HINTS):
+                raise TruncatedError(f"the file ends early: {text}") from None
+            raise MalformedError(f"cannot parse the dataset: {text}") from None
     for warning in caught:
         text = str(warning.message).lower()
         if "end of file" in text:
             raise TruncatedError("the file ends inside a data element")
-    if "TransferSyntaxUID" not in ds.file_meta:
-        raise MalformedError("the file meta information has no Transfer Syntax UID")
-    _check_last_element(ds)
+    try:
+        if "TransferSyntaxUID" not in ds.file_meta:
+            raise MalformedError("the file meta information has no Transfer Syntax UID")
+        syntax = ds.file_meta.TransferSyntaxUID
+        if not isinstance(syntax, UID) or not syntax.is_transfer_syntax:
+            raise MalformedError(f"unknown transfer syntax {str(syntax)[:64]!r}")
+        _check_structure(ds, data)
+    except ImagingError:
+        raise
+    except Exception as exc:  # pydicom converts lazily and raises many types on damage
+        raise MalformedError(f"cannot parse the dataset: {_describe(exc)}") from None
     return ds
 
 
-def _check_last_element(ds: Dataset) -> None:
-    """A value shorter than its declared length means the file was cut short."""
-    for tag in reversed(list(ds.keys())):
-        raw = ds.get_item(tag)
-        length = getattr(raw, "length", None)
-        value = getattr(raw, "value", None)
-        if (
-            isinstance(value, bytes)
-            and length not in (None, _UNDEFINED_LENGTH)
-            and len(value) < int(length)
-        ):
-            raise TruncatedError(
-                f"element {tag} declares {length} bytes but the file holds {len(value)}"
-            )
+def _check_structure(ds: Dataset, data: bytes) -> None:
+    """Catch what pydicom reads silently: a cut file, lengths larger than their container.
+
+    pydicom clamps a value to the bytes that remain and stops quietly at a
+    partial element header; both mean the file was cut or its lengths are wrong.
+    """
+    deflated = ds.file_meta.TransferSyntaxUID.is_deflated
+    keys = list(ds.keys())
+    last: object = ds.get_item(keys[-1]) if keys else None
+    if isinstance(last, RawDataElement):
+        _check_end(last, data, deflated)
+    _check_items(ds, 0)
+
+
+def _check_end(last: RawDataElement, data: bytes, deflated: bool) -> None:
+    if last.length == _UNDEFINED_LENGTH:
+        if not deflated and not data.endswith(_SEQUENCE_END[last.is_little_endian]):
+            raise TruncatedError(f"the file ends before the end of element {last.tag}")
         return
+    if isinstance(last.value, bytes) and len(last.value) < last.length:
+        raise TruncatedError(
+            f"element {last.tag} declares {last.length} bytes but the file holds {len(last.value)}"
+        )
+    if deflated:
+        return
+    end = last.value_tell + last.length
+    if end < len(data):
+        left = len(data) - end
+        if left < 12:  # less than the longest element header: a header cut short
+            raise TruncatedError(f"the file ends inside a data element ({left} bytes left)")
+        raise MalformedError(f"{left} bytes after the last element cannot be read")
+
+
+_SEQUENCE_END: Final = {
+    True: b"\xfe\xff\xdd\xe0\x00\x00\x00\x00",
+    False: b"\xff\xfe\xe0\xdd\x00\x00\x00\x00",
+}
+_ITEM: Final = {True: b"\xfe\xff\x00\xe0", False: b"\xff\xfe\xe0\x00"}
+
+
+def _check_items(ds: Dataset, depth: int) -> None:
+    """Every item (sequence items, pixel data fragments) must fit in what holds it."""
+    if depth > 16:
+        raise MalformedError("sequences are nested more than 16 deep")
+    for tag in list(ds.keys()):
+        raw: object = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or not isinstance(raw.value, bytes):
+            continue
+        value, little = raw.value, raw.is_little_endian
+        if raw.VR not in ("SQ", None, "UN", "OB", "OW") or not value.startswith(_ITEM[little]):
+            continue
+        _check_item_lengths(raw.tag, value, little)
+
+
+def _check_item_lengths(tag: int, value: bytes, little: bool) -> None:
+    order: Literal["little", "big"] = "little" if little else "big"
+    position = 0
+    while position + 8 <= len(value):
+        if value[position : position + 4] != _ITEM[little]:
+            return  # not (or no longer) a run of items: nothing more to check here
+        length = int.from_bytes(value[position + 4 : position + 8], order)
+        if length == _UNDEFINED_LENGTH:
+            return  # an undefined-length item is delimited, not counted
+        if length > len(value) - position - 8:
+            raise MalformedError(
+                f"an item in element {BaseTag(tag)} declares {length} bytes, more than the "
+                f"{len(value) - position - 8} that remain"
+            )
+        position += 8 + length
 
 
 def sop_instance_uid(ds: Dataset) -> str:
@@ -149,6 +223,16 @@ def sop_instance_uid(ds: Dataset) -> str:
     return uid
 
 
+#: Rows, Columns, Bits Allocated: present only with pixel data.
+_IMAGE_PIXEL_TAGS: Final = (0x00280010, 0x00280011, 0x00280100)
+
+
+def _is_image_class(ds: Dataset) -> bool:
+    """Does the SOP class (from the file meta) require pixel data?"""
+    uid = ds.file_meta.get("MediaStorageSOPClassUID")
+    return isinstance(uid, UID) and "Image Storage" in uid.name
+
+
 def has_pixels(ds: Dataset) -> bool:
     return any(tag in ds for tag in _PIXEL_TAGS)
 
@@ -156,8 +240,8 @@ def has_pixels(ds: Dataset) -> bool:
 def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
     """The pixel digest and the layout it binds, or ``None`` without pixel data."""
     if not has_pixels(ds):
-        if "Rows" in ds and "Columns" in ds and "BitsAllocated" in ds:
-            raise TruncatedError("image attributes are present but the pixel data is missing")
+        if any(tag in ds for tag in _IMAGE_PIXEL_TAGS) or _is_image_class(ds):
+            raise TruncatedError("this is an image but its pixel data is missing")
         return None
     rows = _uint(ds, "Rows")
     columns = _uint(ds, "Columns")
@@ -327,14 +411,14 @@ def fingerprint_bytes(data: bytes) -> Fingerprint:
 
 
 def fingerprint_dataset(ds: Dataset, data: bytes) -> tuple[Fingerprint, PixelInfo | None]:
-    uid = sop_instance_uid(ds)
     try:
+        uid = sop_instance_uid(ds)
         meta = meta_digest(ds)
+        pixels = pixel_digest(ds)
     except ImagingError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # value conversion of damaged elements
         raise MalformedError(f"an attribute cannot be read: {_describe(exc)}") from None
-    pixels = pixel_digest(ds)
     pixel, info = (None, None) if pixels is None else pixels
     return Fingerprint(uid, pixel, meta, file_digest(data)), info
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 from pydicom.dataset import Dataset
 
 from imaging import deid
-from imaging.errors import ImagingError
+from imaging.errors import ImagingError, MalformedError
 from imaging.fingerprint import Fingerprint, fingerprint_dataset, read_dataset, read_file
 from ledger.manifest import (
     CS_PATTERN,
@@ -34,6 +34,11 @@ from ledger.manifest import (
 )
 
 _CS: Final = re.compile(CS_PATTERN)
+#: Transfer syntaxes that can only hold lossy data (JPEG baseline and extended,
+#: JPEG-LS near-lossless): such a file is lossy whatever (0028,2110) says.
+LOSSY_TRANSFER_SYNTAXES: Final = frozenset(
+    {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"}
+)
 _UID: Final = re.compile(UID_PATTERN)
 
 
@@ -107,7 +112,8 @@ def inspect_bytes(
         body_part=_code(ds, "BodyPartExamined"),
         geometry=None if pixels is None else pixels.geometry,
         frames=0 if pixels is None else pixels.frames,
-        lossy=_text(ds, "LossyImageCompression") == "01",
+        lossy=_text(ds, "LossyImageCompression") == "01"
+        or str(ds.file_meta.TransferSyntaxUID) in LOSSY_TRANSFER_SYNTAXES,
         source_uids=_source_uids(ds),
         gate=gate,
     )
@@ -119,6 +125,8 @@ def inspect_safely(path: str, policy: deid.GatePolicy) -> Instance | Problem:
         return inspect_file(path, policy)
     except ImagingError as exc:
         return Problem(path, exc.code, exc.message)
+    except Exception as exc:
+        return Problem(path, MalformedError.code, f"cannot read the dataset: {exc!r}")
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -197,7 +205,14 @@ def summarise(instances: Sequence[Instance]) -> SeriesSummary:
     body_parts = {i.body_part for i in instances if i.body_part}
     geometries = sorted(
         {i.geometry for i in instances if i.geometry is not None},
-        key=lambda g: (g.rows, g.columns, g.samples_per_pixel, g.bits_allocated, g.photometric),
+        key=lambda g: (
+            g.rows,
+            g.columns,
+            g.samples_per_pixel,
+            g.bits_allocated,
+            g.bits_stored,
+            g.photometric,
+        ),
     )
     codes = set.intersection(*(set(i.gate.codes) for i in instances)) if instances else set()
     relaxed = sorted({w.check for i in instances for w in i.gate.waived})

@@ -55,6 +55,7 @@ GATE_CHECKS: Final = (
     "signatures",
 )
 _CHECK_PATTERN: Final = "|".join(GATE_CHECKS)
+_CS_RE: Final = re.compile(CS_PATTERN)
 
 MAX_SERIES_LEAVES_PER_TX: Final = 4096
 MAX_GEOMETRIES: Final = 16
@@ -68,6 +69,12 @@ def check_uid(what: str, uid: object) -> None:
         or re.fullmatch(UID_PATTERN, uid) is None
     ):
         raise ValidationError(f"{what} {uid!r} is not a DICOM UID")
+
+
+def _check_code(what: str, value: object) -> None:
+    """Coded values only: the summary must never carry free text from a header."""
+    if not isinstance(value, str) or _CS_RE.fullmatch(value) is None:
+        raise ValidationError(f"{what} {value!r} is not a DICOM code string")
 
 
 def _check_digest(what: str, value: object) -> None:
@@ -232,6 +239,9 @@ class Geometry:
     bits_stored: int
     photometric: str
 
+    def __post_init__(self) -> None:
+        _check_code("photometric interpretation", self.photometric)
+
 
 GEOMETRY_SCHEMA: Final = Schema[Geometry](
     "geometry",
@@ -294,6 +304,8 @@ class SeriesSummary:
     deid: DeidRecord
 
     def __post_init__(self) -> None:
+        _check_code("modality", self.modality)
+        _check_code("body part", self.body_part)
         for uid in self.sop_classes:
             check_uid("SOP Class UID", uid)
         if list(self.sop_classes) != sorted(set(self.sop_classes)):

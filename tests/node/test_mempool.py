@@ -1,8 +1,9 @@
-"""Mempool admission, ordering, eviction; the noop application's nonce rule."""
+"""Mempool admission, ordering, eviction, over the registry's rules."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -10,45 +11,64 @@ from ledger.keys import SigningKey
 from ledger.types import Tx
 from node import app
 from node.mempool import Mempool, MempoolLimits, Rejected
+from tests.factories import admin_key, enroll_tx, make_genesis
 
-CHAIN = "radledger-unit"
+GENESIS = make_genesis(4)
+CHAIN = GENESIS.chain_id
+REGISTRY = app.Registry(GENESIS)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class State:
     def __init__(self) -> None:
         self.values: dict[bytes, bytes] = {}
+        self.height = 0
 
     def get(self, key: bytes) -> bytes | None:
         return self.values.get(key)
 
     def commit(self, txs: list[Tx]) -> None:
-        writes, outcome = app.execute(self.get, txs)
-        assert all(r is None for r in outcome)
+        self.height += 1
+        writes, outcome = REGISTRY.execute(self.get, txs, app.BlockContext(self.height, now_ms()))
+        assert all(r is None for r in outcome), outcome
         for key, value in writes.items():
             assert value is not None
             self.values[key] = value
 
 
-def tx(key: SigningKey, nonce: int, kind: str = "noop", chain: str = CHAIN) -> Tx:
-    return Tx.create(key, chain_id=chain, kind=kind, nonce=nonce, body={"n": nonce})
+def pool_for(state: State, limits: MempoolLimits | None = None) -> Mempool:
+    return Mempool(
+        CHAIN,
+        limits or MempoolLimits(),
+        state.get,
+        admission=lambda tx: REGISTRY.check(state.get, tx, now_ms()),
+    )
+
+
+def tx(key: SigningKey, nonce: int, kind: str = "member.enroll", chain: str = CHAIN) -> Tx:
+    site = f"site{[admin_key(i).public_key for i in range(4)].index(key.public_key)}"
+    return enroll_tx(key, nonce, chain_id=chain, site=site, kind=kind)
 
 
 def test_nonces_strictly_increase_with_gaps_allowed() -> None:
     state = State()
-    key = SigningKey.generate()
-    writes, outcome = app.execute(state.get, [tx(key, 1), tx(key, 5), tx(key, 5), tx(key, 3)])
+    key = admin_key(0)
+    writes, outcome = REGISTRY.execute(
+        state.get, [tx(key, 1), tx(key, 5), tx(key, 5), tx(key, 3)], app.BlockContext(1, now_ms())
+    )
     assert [r.code if r else None for r in outcome] == [None, None, "nonce_reused", "nonce_reused"]
     assert app.committed_nonce(writes.get, key.public_key) == 5
-    _, unknown = app.execute(state.get, [tx(key, 1, kind="dataset.register")])
-    assert unknown[0] is not None
-    assert unknown[0].code == "unknown_kind"
 
 
 def test_admission_rules_and_bounds() -> None:
     state = State()
-    pool = Mempool(CHAIN, MempoolLimits(max_txs=3, max_txs_per_signer=2), state.get)
-    a, b = SigningKey.generate(), SigningKey.generate()
+    pool = pool_for(state, MempoolLimits(max_txs=3, max_txs_per_signer=2))
+    a, b, c = admin_key(0), admin_key(1), admin_key(2)
     pool.add(tx(a, 1))
+    stranger = SigningKey.generate()
     codes = []
     for candidate in [
         tx(a, 1),  # duplicate
@@ -56,17 +76,25 @@ def test_admission_rules_and_bounds() -> None:
         tx(a, 2, chain="other"),
         tx(a, 2, kind="nope"),
         dataclasses.replace(tx(a, 3), sig=bytes(64)),
+        enroll_tx(stranger, 1, chain_id=CHAIN),  # not the site's admin
     ]:
         with pytest.raises(Rejected) as info:
             pool.add(candidate)
         codes.append(info.value.code)
-    assert codes == ["duplicate", "nonce_reused", "wrong_chain", "unknown_kind", "bad_signature"]
+    assert codes == [
+        "duplicate",
+        "nonce_reused",
+        "wrong_chain",
+        "unknown_kind",
+        "bad_signature",
+        "not_site_admin",
+    ]
     pool.add(tx(a, 2))
     with pytest.raises(Rejected, match="signer_limit"):
         pool.add(tx(a, 4))
     pool.add(tx(b, 1))
     with pytest.raises(Rejected) as full:
-        pool.add(tx(SigningKey.generate(), 1))
+        pool.add(tx(c, 1))
     assert full.value.code == "mempool_full"
     assert full.value.retry_after_s == 1
     assert len(pool) == 3
@@ -74,8 +102,8 @@ def test_admission_rules_and_bounds() -> None:
 
 def test_reap_orders_each_signer_by_nonce_and_commit_evicts_stale() -> None:
     state = State()
-    pool = Mempool(CHAIN, MempoolLimits(), state.get)
-    a = SigningKey.generate()
+    pool = pool_for(state)
+    a = admin_key(0)
     for nonce in (3, 1, 2):
         pool.add(tx(a, nonce))
     reaped = pool.reap(max_txs=10, max_bytes=1 << 20)
@@ -89,6 +117,16 @@ def test_reap_orders_each_signer_by_nonce_and_commit_evicts_stale() -> None:
         pool.add(tx(a, 2))
 
 
+def test_drop_removes_transactions_that_can_no_longer_commit() -> None:
+    pool = pool_for(State())
+    first, second = tx(admin_key(0), 1), tx(admin_key(0), 2)
+    pool.add(first)
+    pool.add(second)
+    pool.drop([first])
+    assert first.hash not in pool
+    assert [t.hash for t in pool.reap(10, 1 << 20)] == [second.hash]
+
+
 def test_each_signature_is_verified_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     original = Tx.verify_signature
@@ -98,8 +136,8 @@ def test_each_signature_is_verified_once(monkeypatch: pytest.MonkeyPatch) -> Non
         return original(self)
 
     monkeypatch.setattr(Tx, "verify_signature", counting)
-    pool = Mempool(CHAIN, MempoolLimits(), State().get)
-    key = SigningKey.generate()
+    pool = pool_for(State())
+    key = admin_key(1)
     admitted, gossiped = tx(key, 1), tx(key, 2)
     pool.add(admitted)
     assert pool.signature_ok(admitted)  # again, e.g. inside a proposal: cached

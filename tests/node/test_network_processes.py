@@ -26,9 +26,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ledger.keys import SigningKey
+from ledger.keys import SigningKey, load_key_file
 from ledger.types import Tx
-from node.testnet import GeneratedNetwork, create_testnet, ports
+from node.testnet import ADMIN_KEY_FILE, GeneratedNetwork, create_testnet, ports
+from tests.factories import enroll_tx
 
 CHAIN = "radledger-testnet"
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +70,10 @@ class Network:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+
+    def admin(self, site: int) -> SigningKey:
+        """The admin key of site ``site`` (a valid signer of registry transactions)."""
+        return load_key_file(self.net.nodes[site].home / ADMIN_KEY_FILE)
 
     def kill(self, i: int) -> None:
         self.procs[i].send_signal(signal.SIGKILL)
@@ -133,14 +138,19 @@ def network(tmp_path: Path) -> Iterator[Network]:
         net.stop_all()
 
 
-def submit(net: Network, key: SigningKey, nonce: int, node: int) -> str:
-    tx = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=nonce, body={"n": nonce})
+def enroll(net: Network, site: int, nonce: int) -> Tx:
+    """A registry transaction needing no prior state: site ``site`` enrolls a researcher."""
+    return enroll_tx(net.admin(site), nonce, chain_id=CHAIN, site=f"site{site}")
+
+
+def submit(net: Network, site: int, nonce: int, node: int) -> str:
+    tx = enroll(net, site, nonce)
     status, body = net.post(node, "/v1/txs", json.dumps({"tx": tx.encode().hex()}).encode())
     assert status == 202, body
     return tx.hash.hex()
 
 
-def submit_to_any(net: Network, key: SigningKey, nonce: int, exclude: int) -> str:
+def submit_to_any(net: Network, site: int, nonce: int, exclude: int) -> str:
     """Submit through whichever other node answers (some may be restarting)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -148,7 +158,7 @@ def submit_to_any(net: Network, key: SigningKey, nonce: int, exclude: int) -> st
             if node == exclude:
                 continue
             try:
-                return submit(net, key, nonce, node)
+                return submit(net, site, nonce, node)
             except urllib.error.URLError:
                 continue
         time.sleep(0.2)
@@ -161,13 +171,12 @@ def kill_loop(net: Network, rounds: int) -> list[str]:
     seed = int(os.environ.get("RADLEDGER_SEED", int.from_bytes(os.urandom(4), "big")))
     print(f"kill loop: reproduce with RADLEDGER_SEED={seed}")
     rng = random.Random(seed)
-    key = SigningKey.generate()
     sent = []
     for round_ in range(rounds):
         victim = rng.randrange(4)
         time.sleep(rng.uniform(0.0, 0.6))
         net.kill(victim)
-        sent.append(submit_to_any(net, key, 1 + round_, exclude=victim))
+        sent.append(submit_to_any(net, 3, 1_000_000 + round_, exclude=victim))
         time.sleep(rng.uniform(0.0, 0.6))
         net.start(victim)
     wait_for(
@@ -197,11 +206,10 @@ def committed_txs(net: Network, node: int) -> list[str]:
 
 def test_thousand_transactions_crashes_and_agreement(network: Network) -> None:
     net = network
-    keys = [SigningKey.generate() for _ in range(4)]
     sent: list[str] = []
     for n in range(250):
-        for k, key in enumerate(keys):
-            sent.append(submit(net, key, n + 1, (n + k) % 4))
+        for site in range(4):
+            sent.append(submit(net, site, n + 1, (n + site) % 4))
     wait_for(
         lambda: all(net.get(0, f"/v1/txs/{h}")["status"] == "committed" for h in sent[-8:]),
         60,
@@ -215,12 +223,12 @@ def test_thousand_transactions_crashes_and_agreement(network: Network) -> None:
 
     # Kill -9 a non-primary, keep submitting, restart it: it catches up and agrees.
     net.kill(2)
-    more = [submit(net, keys[0], 251 + i, i % 2) for i in range(20)]
+    more = [submit(net, 0, 251 + i, i % 2) for i in range(20)]
     net.start(2)
     wait_for(lambda: net.height(2) >= net.height(0) > top, 60, "node2 to catch up")
     # Kill -9 the primary (view 0: node0): a view change, then commits go on.
     net.kill(0)
-    later = [submit(net, keys[1], 251 + i, 1 + i % 3) for i in range(20)]
+    later = [submit(net, 1, 251 + i, 1 + i % 3) for i in range(20)]
     wait_for(
         lambda: all(net.get(1, f"/v1/txs/{h}")["status"] == "committed" for h in later),
         90,
@@ -263,15 +271,17 @@ def test_bad_rpc_input_gets_documented_errors(network: Network) -> None:
                 got_status, got = exc.code, json.load(exc)
         assert got_status == status, (path, body[:40], got)
         assert got["error"]["code"] == code, (path, got)
-    key = SigningKey.generate()
-    good = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=1, body={})
-    wrong_chain = Tx.create(key, chain_id="other", kind="noop", nonce=1, body={})
-    unknown_kind = Tx.create(key, chain_id=CHAIN, kind="dataset.register", nonce=2, body={})
+    key = net.admin(0)
+    good = enroll(net, 0, 1)
+    wrong_chain = enroll_tx(key, 1, chain_id="other")
+    unknown_kind = Tx.create(key, chain_id=CHAIN, kind="dataset.frobnicate", nonce=2, body={})
+    not_member = enroll_tx(SigningKey.generate(), 1, chain_id=CHAIN)
     forged = dataclasses.replace(good, sig=bytes(64))
     for tx, status, code in [
         (wrong_chain, 400, "wrong_chain"),
         (unknown_kind, 400, "unknown_kind"),
         (forged, 400, "bad_signature"),
+        (not_member, 403, "not_site_admin"),
     ]:
         got_status, got = net.post(0, "/v1/txs", json.dumps({"tx": tx.encode().hex()}).encode())
         assert (got_status, got["error"]["code"]) == (status, code)
@@ -369,7 +379,7 @@ def test_without_empty_blocks_an_idle_network_stays_still(tmp_path: Path) -> Non
         time.sleep(3.0)  # longer than the 2 s view timeout
         assert [net.height(i) for i in range(4)] == [0, 0, 0, 0]
         assert all(net.get(i, "/v1/status")["view"] == 0 for i in range(4))
-        tx = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        tx = enroll(net, 2, 1)
         status, body = net.post(
             2, "/v1/txs?wait=commit", json.dumps({"tx": tx.encode().hex()}).encode()
         )

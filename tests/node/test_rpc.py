@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ledger.keys import SigningKey
+from ledger.keys import SigningKey, load_key_file
 from ledger.types import Tx
 from node.daemon import load_home, open_data
 from node.mempool import MempoolLimits
 from node.rpc import OPENAPI, Rpc
 from node.runtime import NodeRuntime
-from node.testnet import create_testnet
+from node.testnet import ADMIN_KEY_FILE, create_testnet
 from p2p import PeerConfig
+from tests.factories import enroll_tx
 
 CHAIN = "radledger-testnet"
 
@@ -48,6 +49,16 @@ async def client_for(rpc: Rpc) -> TestClient:  # type: ignore[type-arg]
     return client
 
 
+@pytest.fixture
+def admins(node: NodeRuntime, tmp_path: Path) -> list[SigningKey]:
+    """The four site admin keys of the generated testnet (site0 ... site3)."""
+    return [load_key_file(tmp_path / "net" / f"node{i}" / ADMIN_KEY_FILE) for i in range(4)]
+
+
+def enroll(admin: SigningKey, site: int, nonce: int) -> Tx:
+    return enroll_tx(admin, nonce, chain_id=CHAIN, site=f"site{site}")
+
+
 def tx_body(tx: Tx) -> str:
     return json.dumps({"tx": tx.encode().hex()})
 
@@ -65,11 +76,13 @@ async def test_openapi_describes_exactly_the_routes(node: NodeRuntime) -> None:
         await client.close()
 
 
-async def test_admission_lookup_and_back_pressure(node: NodeRuntime) -> None:
+async def test_admission_lookup_and_back_pressure(
+    node: NodeRuntime, admins: list[SigningKey]
+) -> None:
     client = await client_for(Rpc(node))
     try:
-        key = SigningKey.generate()
-        first = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=1, body={})
+        key = admins[0]
+        first = enroll(key, 0, 1)
         response = await client.post("/v1/txs", data=tx_body(first))
         assert response.status == 202
         assert (await response.json())["hash"] == first.hash.hex()
@@ -78,16 +91,16 @@ async def test_admission_lookup_and_back_pressure(node: NodeRuntime) -> None:
         again = await client.post("/v1/txs", data=tx_body(first))
         assert again.status == 409
         assert (await again.json())["error"]["code"] == "duplicate"
-        second = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=2, body={})
+        second = enroll(key, 0, 2)
         assert (await client.post("/v1/txs", data=tx_body(second))).status == 202
-        third = Tx.create(key, chain_id=CHAIN, kind="noop", nonce=3, body={})
+        third = enroll(key, 0, 3)
         capped = await client.post("/v1/txs", data=tx_body(third))
         assert capped.status == 429
         assert capped.headers["Retry-After"] == "1"
         assert (await capped.json())["error"]["code"] == "signer_limit"
-        other = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        other = enroll(admins[1], 1, 1)
         assert (await client.post("/v1/txs", data=tx_body(other))).status == 202
-        full = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        full = enroll(admins[2], 2, 1)
         response = await client.post("/v1/txs", data=tx_body(full))
         assert response.status == 429
         assert (await response.json())["error"]["code"] == "mempool_full"
@@ -126,12 +139,14 @@ async def test_errors_are_enveloped_never_tracebacks(node: NodeRuntime) -> None:
         await client.close()
 
 
-async def test_reads_and_writes_can_listen_apart(node: NodeRuntime) -> None:
+async def test_reads_and_writes_can_listen_apart(
+    node: NodeRuntime, admins: list[SigningKey]
+) -> None:
     writes = await client_for(Rpc(node, reads=False))
     reads = await client_for(Rpc(node, writes=False))
     try:
         assert (await writes.get("/v1/status")).status == 404
-        tx = Tx.create(SigningKey.generate(), chain_id=CHAIN, kind="noop", nonce=1, body={})
+        tx = enroll(admins[0], 0, 1)
         assert (await writes.post("/v1/txs", data=tx_body(tx))).status == 202
         assert (await reads.post("/v1/txs", data=tx_body(tx))).status == 404
         status = await (await reads.get("/v1/status")).json()
