@@ -1,8 +1,11 @@
 """The mempool: admission checks, bounds, and what the primary proposes.
 
-Admission (CheckTx) in order of cost: size, chain id, duplicate, kind, nonce
-(above the signer's committed nonce and not already pending), bounds, then the
-ed25519 signature (verified once per node and cached by hash). Bounded by
+Admission (CheckTx) in order of cost: size, chain id, duplicate, nonce not
+already pending, bounds, the ed25519 signature (verified once per node and
+cached by hash), then the registry's check against committed state (kind, body
+schema, the signer's rights, nonce above the committed one, the kind's rules;
+docs/REGISTRY.md). A transaction that depends on another (the next part of a
+series, access to a new dataset) is admitted once that one is committed. Bounded by
 count, bytes and per-signer count; when full, submission fails with
 ``mempool_full`` (the RPC answers 429 with ``Retry-After``). After each commit
 the committed transactions and those whose nonce is now stale are evicted.
@@ -12,11 +15,12 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from ledger.types import Tx
-from node.app import StateReader, check_kind, committed_nonce
+from node.app import StateReader, TxRejection, committed_nonce
 
 _VERIFIED_CACHE_ENTRIES: Final = 100_000
 
@@ -40,8 +44,17 @@ class Rejected(Exception):
 
 
 class Mempool:
-    def __init__(self, chain_id: str, limits: MempoolLimits, state: StateReader) -> None:
+    def __init__(
+        self,
+        chain_id: str,
+        limits: MempoolLimits,
+        state: StateReader,
+        admission: Callable[[Tx], TxRejection | None],
+    ) -> None:
+        """``admission`` is the application's check of a transaction against the
+        committed state (kind, body, signer's rights, nonce, the kind's rules)."""
         self._chain_id = chain_id
+        self._admission = admission
         self._limits = limits
         self._state = state
         self._txs: OrderedDict[bytes, Tx] = OrderedDict()
@@ -86,12 +99,6 @@ class Mempool:
             raise Rejected("wrong_chain", f"transaction is for chain {tx.chain_id!r}")
         if tx.hash in self._txs:
             raise Rejected("duplicate", "transaction is already pending")
-        rejection = check_kind(tx)
-        if rejection is not None:
-            raise Rejected(rejection.code, rejection.message)
-        last = committed_nonce(self._state, tx.signer)
-        if tx.nonce <= last:
-            raise Rejected("nonce_reused", f"nonce {tx.nonce} is not above the committed {last}")
         pending = self._by_signer.get(tx.signer, {})
         if tx.nonce in pending:
             raise Rejected("nonce_reused", f"nonce {tx.nonce} is already pending")
@@ -105,6 +112,9 @@ class Mempool:
             raise Rejected("mempool_full", "the mempool is full", retry_after_s=1)
         if not self.signature_ok(tx):
             raise Rejected("bad_signature", "the signature does not verify")
+        rejection = self._admission(tx)
+        if rejection is not None:
+            raise Rejected(rejection.code, rejection.message)
         self._txs[tx.hash] = tx
         self._sizes[tx.hash] = size
         self._admitted_at[tx.hash] = time.monotonic()
@@ -138,6 +148,11 @@ class Mempool:
     def admitted_at(self, tx_hash: bytes) -> float | None:
         """When (monotonic seconds) this node admitted a pending transaction."""
         return self._admitted_at.get(tx_hash)
+
+    def drop(self, txs: list[Tx]) -> None:
+        """Remove transactions that can no longer commit."""
+        for tx in txs:
+            self._remove(tx.hash)
 
     def on_commit(self, committed: list[Tx]) -> int:
         """Evict committed transactions and those made stale; return how many left."""

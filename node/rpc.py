@@ -38,6 +38,32 @@ _REJECTION_STATUS: Final = {
     "nonce_reused": 409,
     "signer_limit": 429,
     "mempool_full": 429,
+    # the registry's (docs/REGISTRY.md): the signer may not do this ...
+    **dict.fromkeys(
+        (
+            "not_site_admin",
+            "not_a_member",
+            "member_revoked",
+            "role_forbidden",
+            "wrong_site",
+            "not_grantor",
+            "not_a_subject",
+        ),
+        403,
+    ),
+    # ... or it conflicts with what is already recorded
+    **dict.fromkeys(
+        (
+            "dataset_exists",
+            "series_complete",
+            "trial_exists",
+            "member_active",
+            "already_superseded",
+            "already_linked",
+            "instance_exists",
+        ),
+        409,
+    ),
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

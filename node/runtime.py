@@ -126,7 +126,13 @@ class NodeRuntime:
                 genesis, validator_key, wait_for_work=not self.policy.create_empty_blocks
             )
         )
-        self.mempool = Mempool(genesis.chain_id, mempool_limits or MempoolLimits(), store.get)
+        self.registry = app.Registry(genesis)
+        self.mempool = Mempool(
+            genesis.chain_id,
+            mempool_limits or MempoolLimits(),
+            store.get,
+            admission=lambda tx: self.registry.check(store.get, tx, self.now_ms()),
+        )
         self.network = PeerNetwork(peer_config, _Handler(self))
         self.metrics = NodeMetrics()
         self._last_commit_s = 0.0
@@ -280,17 +286,25 @@ class NodeRuntime:
             await asyncio.sleep(policy.max_batch_delay_ms / 1000)
         params = self.genesis.params
         txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes - 64 * 1024)
-        writes, outcome = app.execute(self.store.get, txs)
-        if any(r is not None for r in outcome):
+        context = app.BlockContext(request.height, max(request.min_time_ms, self.now_ms()))
+        writes, outcome = self.registry.execute(self.store.get, txs, context)
+        refused = [(tx, r) for tx, r in zip(txs, outcome, strict=True) if r is not None]
+        if refused:
+            # Admitted against older state, invalid now (e.g. two conflicting
+            # registrations): they can never commit, so they leave the pool.
+            for tx, rejection in refused:
+                log.info("dropping tx %s: %s", tx.hash.hex(), rejection.message)
+                self.metrics.txs_rejected.labels(rejection.code).inc()
+            self.mempool.drop([tx for tx, _ in refused])
             txs = [tx for tx, r in zip(txs, outcome, strict=True) if r is None]
-            writes, _ = app.execute(self.store.get, txs)
+            writes, _ = self.registry.execute(self.store.get, txs, context)
         evidence = list(self._evidence.values())
         block = Block.build(
             chain_id=self.genesis.chain_id,
             height=request.height,
             view=request.view,
             prev_hash=request.prev_hash,
-            time_ms=max(request.min_time_ms, self.now_ms()),
+            time_ms=context.time_ms,
             proposer=self._me,
             state_root=self.store.prospective_root(writes),
             txs=txs,
@@ -314,7 +328,7 @@ class NodeRuntime:
                 evidence.verify(self._validators)
             except LedgerError as exc:
                 return BlockValidated(block.hash, False, f"invalid evidence: {exc}")
-        writes, outcome = app.execute(self.store.get, block.txs)
+        writes, outcome = self.registry.execute(self.store.get, block.txs, app.context_of(block))
         bad = next((r for r in outcome if r is not None), None)
         if bad is not None:
             return BlockValidated(block.hash, False, bad.message)
@@ -327,7 +341,9 @@ class NodeRuntime:
         writes = self._writes.pop(block.hash, None)
         synced = writes is None
         if writes is None:  # a block learnt through catch-up: execute it now
-            writes, outcome = app.execute(self.store.get, block.txs)
+            writes, outcome = self.registry.execute(
+                self.store.get, block.txs, app.context_of(block)
+            )
             if any(r is not None for r in outcome):
                 raise FatalError(f"certified block {block.height} does not execute here")
         started = time.perf_counter()
