@@ -33,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
@@ -195,11 +197,17 @@ def _sequence(ds: Dataset, tag: int) -> list[Dataset]:
 
 
 def _walk(ds: Dataset, depth: int) -> Iterator[int]:
-    """Every tag in ``ds`` and in its sequence items, depth first."""
+    """Every tag in ``ds`` and in its sequence items, depth first.
+
+    Only sequences are converted: the VR comes from the file (explicit VR) or
+    the data dictionary (implicit VR), so the common elements are never decoded.
+    """
     if depth > _MAX_DEPTH:
         return
     for tag in list(ds.keys()):
         yield int(tag)
+        if not _may_be_sequence(ds, tag):
+            continue
         try:
             elem = ds[tag]
         except Exception:  # noqa: S112  (an unreadable value holds no items)
@@ -208,3 +216,15 @@ def _walk(ds: Dataset, depth: int) -> Iterator[int]:
             for item in elem.value or ():
                 if isinstance(item, Dataset):
                     yield from _walk(item, depth + 1)
+
+
+def _may_be_sequence(ds: Dataset, tag: BaseTag) -> bool:
+    raw: object = ds.get_item(tag)
+    if not isinstance(raw, RawDataElement):
+        return getattr(raw, "VR", None) == "SQ"
+    if raw.VR is not None and raw.VR != "UN":
+        return bool(raw.VR == "SQ")
+    try:
+        return bool(dictionary_VR(tag) == "SQ")
+    except KeyError:  # private or unknown: a sequence if it holds items
+        return raw.length == 0xFFFFFFFF or (raw.value or b"")[:4] == b"\xfe\xff\x00\xe0"

@@ -357,11 +357,16 @@ def _canonical_samples(frame: np.ndarray[Any, Any], bits_stored: int, bits_alloc
     array = frame
     width = array.dtype.itemsize * 8
     if array.dtype.kind in "ui" and bits_allocated > 1 and 0 < bits_stored < width:
-        if array.dtype.kind == "u":
-            array = array & array.dtype.type((1 << bits_stored) - 1)
-        else:
-            shift = width - bits_stored
-            array = (array << shift) >> shift
+        signed = array.dtype.kind == "i"
+        low = -(1 << (bits_stored - 1)) if signed else 0
+        high = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
+        # Usually the high bits are already clean: two reductions, no copy.
+        if array.size and (int(array.min()) < low or int(array.max()) > high):
+            if signed:
+                shift = width - bits_stored
+                array = (array << shift) >> shift
+            else:
+                array = array & array.dtype.type(high)
     if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and not _NATIVE_LE):
         array = array.astype(array.dtype.newbyteorder("<"))
     return np.ascontiguousarray(array).view(np.uint8).reshape(-1).data
