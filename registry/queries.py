@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol, TypeVar
 
+from ledger import codec
 from ledger.errors import ValidationError
 from ledger.genesis import Genesis
 from ledger.keys import PUBLIC_KEY_BYTES
@@ -186,6 +187,19 @@ def series_leaves(q: StateView, dataset_id: str, series_uid: str) -> list[Instan
     return [
         InstanceLeaf.decode(value) for _, value in q.items(keys.leaf_prefix(dataset_id, series_uid))
     ]
+
+
+def series_parts(q: StateView, dataset_id: str, series_uid: str) -> list[bytes]:
+    """The hashes of the transactions that carried each part of a series, in order."""
+    _dataset_record(q, dataset_id)
+    if q.get(keys.series_key(dataset_id, series_uid)) is None:
+        raise NotFound("series", f"{dataset_id}/{series_uid}")
+    out = []
+    for _, value in q.items(keys.part_prefix(dataset_id, series_uid)):
+        tx_hash = codec.decode(value)
+        assert isinstance(tx_hash, bytes)
+        out.append(tx_hash)
+    return out
 
 
 def find_instance(q: StateView, sop_uid: str) -> dict[str, Any]:

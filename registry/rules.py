@@ -516,6 +516,8 @@ def _dataset_register(env: Env, body: DatasetRegister) -> None:
         completed_height=env.height if last else None,
     )
     st.store(SERIES_SCHEMA, keys.series_key(body.dataset, body.series), series)
+    # Which transaction carried each part: what a receipt for the series proves.
+    st.put_value(keys.part_key(body.dataset, body.series, body.part), env.audit().tx)
 
 
 def _dataset_derive(env: Env, body: DatasetDerive) -> None:

@@ -94,6 +94,14 @@ def leaf_key(dataset: str, series: str, n: int) -> bytes:
     return leaf_prefix(dataset, series) + _idx(n)
 
 
+def part_prefix(dataset: str, series: str) -> bytes:
+    return dataset_key(dataset) + b"/part/" + _id(series) + b"/"
+
+
+def part_key(dataset: str, series: str, n: int) -> bytes:
+    return part_prefix(dataset, series) + _idx(n)
+
+
 def dataset_instance_key(dataset: str, sop: str) -> bytes:
     return dataset_key(dataset) + b"/inst/" + _id(sop)
 

@@ -77,10 +77,12 @@ def test_dataset_root_covers_complete_series_only(pop: Chain) -> None:
 def test_multipart_series_checks_the_root_at_the_last_part(pop: Chain) -> None:
     all_leaves = leaves(10, prefix="1.7")
     bodies = register_bodies("big", SERIES, all_leaves, parts=3)
+    carried = []
     for body in bodies[:2]:
-        pop.submit(RESEARCHER, "dataset.register", body)
+        carried.append(pop.submit(RESEARCHER, "dataset.register", body).hash)
         assert queries.dataset(pop.state, "big")["series"][0]["complete"] is False
-    pop.submit(RESEARCHER, "dataset.register", bodies[2])
+    carried.append(pop.submit(RESEARCHER, "dataset.register", bodies[2]).hash)
+    assert queries.series_parts(pop.state, "big", SERIES) == carried
     [series] = queries.dataset(pop.state, "big")["series"]
     assert series["complete"] is True
     assert series["parts_received"] == 3

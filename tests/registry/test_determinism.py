@@ -72,6 +72,7 @@ LAYOUT = [
     rb"reg/ds/" + _ID,
     rb"reg/ds/" + _ID + rb"/series/" + _UID,
     rb"reg/ds/" + _ID + rb"/leaf/" + _UID + rb"/" + _N,
+    rb"reg/ds/" + _ID + rb"/part/" + _UID + rb"/" + _N,
     rb"reg/ds/" + _ID + rb"/inst/" + _UID,
     rb"reg/ds/" + _ID + rb"/acc/" + _N,
     rb"reg/ds/" + _ID + rb"/child/" + _ID,
