@@ -19,7 +19,7 @@ import click
 from ledger.errors import GenesisError, KeyFileError
 from ledger.genesis import MIN_VALIDATORS, Genesis
 from ledger.keys import SigningKey, write_key_file
-from node import cli_imaging
+from node import cli_imaging, cli_registry
 from node.daemon import StartupError, load_home, run_node, setup_logging
 from node.devnet import run_devnet
 from node.sim import run as run_seed
@@ -318,6 +318,8 @@ def status(rpc: str) -> None:
 
 cli.add_command(cli_imaging.fingerprint)
 cli.add_command(cli_imaging.gate)
+for _command in cli_registry.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -68,6 +68,10 @@ class Mempool:
         return len(self._txs)
 
     @property
+    def max_tx_bytes(self) -> int:
+        return self._limits.max_tx_bytes
+
+    @property
     def size_bytes(self) -> int:
         return self._bytes
 

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ledger.errors import DecodeError
 from ledger.types import Block, Tx
 from node.mempool import Rejected
+from node.rpc_registry import QueryError, RegistryRoutes, registry_paths
 from node.runtime import NodeRuntime
 
 log = logging.getLogger("radledger.rpc")
@@ -154,6 +155,7 @@ class Rpc:
                 web.get("/v1/events", self.events),
                 web.get("/openapi.json", self.openapi),
                 web.get("/metrics", self.metrics),
+                *RegistryRoutes(node).routes(),
             ]
         )
 
@@ -166,6 +168,8 @@ class Rpc:
             response = await handler(request)
         except ApiError as exc:
             response = _error(exc.status, exc.code, exc.message, **exc.detail)
+        except QueryError as exc:
+            response = _error(exc.status, exc.code, exc.message)
         except web.HTTPRequestEntityTooLarge:
             response = _error(413, "body_too_large", "request body exceeds the limit")
         except web.HTTPException as exc:
@@ -266,6 +270,7 @@ class Rpc:
                 "catching_up_to": snap.catching_up_to,
                 "peers": len(node.network.connected_peers()),
                 "mempool_txs": len(node.mempool),
+                "max_tx_bytes": min(node.mempool.max_tx_bytes, node.genesis.params.max_tx_bytes),
                 "validator": node.replica.config.key.public_key.hex(),
             }
         )
@@ -527,3 +532,4 @@ OPENAPI: Final[dict[str, Any]] = {
         }
     },
 }
+OPENAPI["paths"].update(registry_paths(_op))

@@ -1,0 +1,204 @@
+"""What the researcher commands do, apart from talking to a node.
+
+* :func:`register_bodies` turns a fingerprinted series into ``dataset.register``
+  bodies, split into parts that fit a transaction;
+* :func:`compare` checks fingerprinted files against registered leaves and
+  says, per instance, match / pixels changed / header changed / missing / not
+  registered / derived (a lossy copy of a registered instance);
+* :func:`registered_from_receipt` reads the registered leaves out of a receipt,
+  so verification works with no node at all.
+
+Pure functions over plain records: the command line (node/cli_registry.py) does
+the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from imaging.inspect import Instance, Series
+from ledger import codec
+from ledger.manifest import INSTANCE_LEAF_SCHEMA, SUMMARY_SCHEMA, InstanceLeaf
+from ledger.receipt import REGISTER_KIND, Receipt
+
+#: Room left in a transaction for everything but the leaves (summary, ids, reason).
+_BODY_OVERHEAD: Final = 6 * 1024
+
+
+def part_sizes(leaves: Sequence[InstanceLeaf], max_tx_bytes: int) -> list[int]:
+    """How many leaves go in each part so every transaction stays under the limit."""
+    budget = max(1024, max_tx_bytes - _BODY_OVERHEAD)
+    sizes: list[int] = []
+    used = count = 0
+    for leaf in leaves:
+        size = len(leaf.encode()) + 1
+        if count and used + size > budget:
+            sizes.append(count)
+            used = count = 0
+        used += size
+        count += 1
+    if count or not sizes:
+        sizes.append(count)
+    return sizes
+
+
+def register_bodies(
+    dataset: str,
+    series: Series,
+    *,
+    reason: str,
+    time_ms: int,
+    max_tx_bytes: int,
+    supersedes: str | None = None,
+    first_part: int = 0,
+) -> list[dict[str, Any]]:
+    """The ``dataset.register`` bodies for a series, from part ``first_part`` on."""
+    sizes = part_sizes(series.leaves, max_tx_bytes)
+    bodies = []
+    start = 0
+    for part, size in enumerate(sizes):
+        chunk = series.leaves[start : start + size]
+        start += size
+        if part < first_part:
+            continue
+        bodies.append(
+            {
+                "dataset": dataset,
+                "series": series.series_uid,
+                "part": part,
+                "parts": len(sizes),
+                "leaves": [codec.decode(leaf.encode()) for leaf in chunk],
+                "series_root": series.root,
+                "instances": len(series.leaves),
+                "summary": codec.decode(SUMMARY_SCHEMA.encode(series.summary))
+                if part == 0
+                else None,
+                "supersedes": supersedes if part == 0 else None,
+                "reason": reason,
+                "time_ms": time_ms,
+            }
+        )
+    return bodies
+
+
+class Verdict(StrEnum):
+    MATCH = "match"
+    PIXELS_CHANGED = "pixels changed"
+    HEADER_CHANGED = "header changed"
+    BOTH_CHANGED = "pixels and header changed"
+    MISSING = "missing"
+    NOT_REGISTERED = "not registered"
+    DERIVED = "derived"
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """One registered instance: its leaf and the series it belongs to."""
+
+    leaf: InstanceLeaf
+    series: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    sop_instance_uid: str
+    path: str | None
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.MATCH
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "sop_instance_uid": self.sop_instance_uid,
+            "path": self.path,
+            "detail": self.detail,
+        }
+
+
+def compare(instances: Iterable[Instance], registered: Sequence[Registered]) -> list[Outcome]:
+    """Every file's verdict, then every registered instance no file matched (missing)."""
+    by_uid = {r.leaf.sop_instance_uid: r for r in registered}
+    seen: set[str] = set()
+    out: list[Outcome] = []
+    for instance in instances:
+        fp = instance.fingerprint
+        uid = fp.sop_instance_uid
+        entry = by_uid.get(uid)
+        if entry is None:
+            sources = [s for s in instance.source_uids if s in by_uid]
+            if instance.lossy and sources:
+                out.append(
+                    Outcome(
+                        Verdict.DERIVED,
+                        uid,
+                        instance.path,
+                        f"a lossy copy derived from registered instance {sources[0]}; "
+                        "record it with dataset.derive, it is not a match",
+                    )
+                )
+            else:
+                out.append(
+                    Outcome(Verdict.NOT_REGISTERED, uid, instance.path, "not in this dataset")
+                )
+            continue
+        seen.add(uid)
+        leaf = entry.leaf
+        pixels_ok = leaf.pixel == fp.pixel
+        meta_ok = leaf.meta == fp.meta
+        if pixels_ok and meta_ok:
+            detail = (
+                "identical file"
+                if leaf.file == fp.file
+                else "same pixels and attributes (re-encoded losslessly)"
+            )
+            out.append(Outcome(Verdict.MATCH, uid, instance.path, detail))
+        elif meta_ok:
+            out.append(Outcome(Verdict.PIXELS_CHANGED, uid, instance.path, "pixel values differ"))
+        elif pixels_ok:
+            out.append(
+                Outcome(Verdict.HEADER_CHANGED, uid, instance.path, "an attribute value differs")
+            )
+        else:
+            out.append(
+                Outcome(Verdict.BOTH_CHANGED, uid, instance.path, "pixels and attributes differ")
+            )
+    for uid in sorted(by_uid):
+        if uid not in seen:
+            out.append(
+                Outcome(
+                    Verdict.MISSING,
+                    uid,
+                    None,
+                    f"registered in series {by_uid[uid].series} but no file has it",
+                )
+            )
+    return out
+
+
+def registered_from_receipt(receipt: Receipt) -> list[Registered]:
+    """The leaves a dataset receipt's registration transactions carry."""
+    out: list[Registered] = []
+    for entry in receipt.entries:
+        if entry.tx.kind != REGISTER_KIND:
+            continue
+        body = entry.tx.body_value()
+        series = body.get("series")
+        leaves = body.get("leaves")
+        if not isinstance(series, str) or not isinstance(leaves, list):
+            continue
+        out.extend(Registered(INSTANCE_LEAF_SCHEMA.from_value(raw), series) for raw in leaves)
+    return out
+
+
+def summary_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    counts = {verdict.value: 0 for verdict in Verdict}
+    for outcome in outcomes:
+        counts[outcome.verdict.value] += 1
+    return counts
