@@ -284,10 +284,17 @@ def run(home: Path, log_format: str | None) -> None:
     help="Where the network lives; created on first use, reused afterwards.",
 )
 @click.option("--base-port", "base_port", default=26600, show_default=True, type=int)
-def devnet(validators: int, home: Path, base_port: int) -> None:
+@click.option(
+    "--story/--no-story",
+    default=True,
+    show_default=True,
+    help="Once the network runs, register a synthetic study through node0, verify it "
+    "through node1 and check a receipt from node2 offline.",
+)
+def devnet(validators: int, home: Path, base_port: int, story: bool) -> None:
     """Start a local network of separate node processes; Ctrl-C stops it."""
     try:
-        code = run_devnet(home, validators, base_port)
+        code = run_devnet(home, validators, base_port, story)
     except TestnetError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
