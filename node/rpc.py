@@ -431,8 +431,13 @@ OPENAPI: Final[dict[str, Any]] = {
                     "200": "committed (with ?wait=commit): hash, height, index",
                     "202": "admitted (or still pending after ?wait=commit)",
                     "400": "malformed_json, invalid_request, invalid_hex, malformed_tx, "
-                    "wrong_chain, unknown_kind, bad_signature",
-                    "409": "duplicate, nonce_reused",
+                    "wrong_chain, unknown_kind, bad_signature, bad_body, and the registry's "
+                    "rule codes (docs/REGISTRY.md)",
+                    "403": "the signer may not do this: not_site_admin, not_a_member, "
+                    "member_revoked, role_forbidden, wrong_site, not_grantor, not_a_subject",
+                    "409": "duplicate, nonce_reused, and conflicts with the record: "
+                    "dataset_exists, series_complete, trial_exists, member_active, "
+                    "already_superseded, already_linked, instance_exists",
                     "413": "body_too_large, tx_too_large",
                     "429": "mempool_full, signer_limit (with Retry-After)",
                 },
