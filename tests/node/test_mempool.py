@@ -16,6 +16,8 @@ from tests.factories import admin_key, enroll_tx, make_genesis
 GENESIS = make_genesis(4)
 CHAIN = GENESIS.chain_id
 REGISTRY = app.Registry(GENESIS)
+#: One claimed time for the whole module, so the same (key, nonce) is the same tx.
+CLAIMED_MS = int(time.time() * 1000)
 
 
 def now_ms() -> int:
@@ -50,7 +52,7 @@ def pool_for(state: State, limits: MempoolLimits | None = None) -> Mempool:
 
 def tx(key: SigningKey, nonce: int, kind: str = "member.enroll", chain: str = CHAIN) -> Tx:
     site = f"site{[admin_key(i).public_key for i in range(4)].index(key.public_key)}"
-    return enroll_tx(key, nonce, chain_id=chain, site=site, kind=kind)
+    return enroll_tx(key, nonce, chain_id=chain, site=site, kind=kind, time_ms=CLAIMED_MS)
 
 
 def test_nonces_strictly_increase_with_gaps_allowed() -> None:
