@@ -202,9 +202,11 @@ class Genesis:
         """Read a genesis file; :class:`GenesisError` naming the file for any problem."""
         source = Path(path)
         try:
-            text = source.read_text()
+            text = source.read_text(encoding="utf-8")
         except OSError as exc:
             raise GenesisError(f"{source}: cannot read genesis file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise GenesisError(f"{source}: not a genesis file (not UTF-8 text)") from None
         try:
             obj = json.loads(text)
         except ValueError as exc:

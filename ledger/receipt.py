@@ -177,6 +177,7 @@ def verify(receipt: Receipt, genesis: Genesis) -> list[Step]:
     )
     for number, entry in enumerate(receipt.entries):
         _verify_entry(number, entry, receipt, genesis, step)
+    _verify_series(receipt, step)
     if receipt.instance is not None:
         _verify_instance(receipt.instance, receipt, step)
     return steps
@@ -223,6 +224,27 @@ def _verify_entry(
         f"{header.height} ({header.hash.hex()[:16]}...)",
         detail,
     )
+
+
+def _verify_series(receipt: Receipt, step: _Check) -> None:
+    """Every series the receipt registers is whole: all its parts, one root, one count."""
+    bodies: dict[str, list[dict[str, Any]]] = {}
+    for entry in receipt.entries:
+        if entry.tx.kind == REGISTER_KIND:
+            body = _body(entry.tx)
+            bodies.setdefault(str(body.get("series")), []).append(body)
+    for series, parts in sorted(bodies.items()):
+        declared = {(b.get("parts"), b.get("series_root"), b.get("instances")) for b in parts}
+        numbers = sorted(b["part"] for b in parts if isinstance(b.get("part"), int))
+        count = next(iter(declared))[0] if len(declared) == 1 else None
+        whole = isinstance(count, int) and numbers == list(range(count))
+        leaves = sum(len(b.get("leaves") or []) for b in parts)
+        step(
+            f"series {series}: complete",
+            whole,
+            f"{count} part(s) with {leaves} instances, one manifest root",
+            "the receipt does not hold every part of this series, once, with one manifest root",
+        )
 
 
 def _verify_instance(proof: InstanceProof, receipt: Receipt, step: _Check) -> None:

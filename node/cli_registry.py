@@ -95,14 +95,18 @@ def _digest_arg(value: str, what: str) -> bytes:
     return raw
 
 
-def _key_arg(value: str, what: str) -> bytes:
+def _key_arg(value: str, what: str, kind: str = "a public key") -> bytes:
     try:
         raw = bytes.fromhex(value)
     except ValueError:
         raw = b""
     if len(raw) != 32:
-        raise click.BadParameter(f"{what} must be a public key: 64 hex digits")
+        raise click.BadParameter(f"{what} must be {kind}: 64 hex digits")
     return raw
+
+
+def _grant_arg(value: str, what: str) -> bytes:
+    return _key_arg(value, what, "a grant id (the granting transaction's hash)")
 
 
 @dataclass
@@ -252,15 +256,18 @@ def submit(
             if not as_json:
                 click.echo(f"series {series.series_uid}: already registered, same manifest")
             continue
-        bodies = register_bodies(
-            dataset,
-            series,
-            reason=reason,
-            time_ms=_now_ms(),
-            max_tx_bytes=max_tx_bytes,
-            supersedes=None if created else supersedes,
-            first_part=first_part,
-        )
+        try:
+            bodies = register_bodies(
+                dataset,
+                series,
+                reason=reason,
+                time_ms=_now_ms(),
+                max_tx_bytes=max_tx_bytes,
+                supersedes=None if created else supersedes,
+                first_part=first_part,
+            )
+        except ValueError as exc:  # the network's transactions are too small for a part
+            raise click.ClickException(str(exc)) from None
         committed = []
         for body in bodies:
             body["time_ms"] = _now_ms()
@@ -293,7 +300,7 @@ def submit(
 
 def _dataset_or_none(client: RpcClient, dataset: str) -> dict[str, Any] | None:
     try:
-        answer = client.get(f"/v1/datasets/{dataset}")
+        answer = client.get(RpcClient.path("v1", "datasets", dataset))
     except RpcError as exc:
         if exc.status == 404:
             return None
@@ -404,13 +411,13 @@ def verify(
 
 def _registered_online(dataset: str, client: RpcClient) -> list[Registered]:
     try:
-        info = client.get(f"/v1/datasets/{dataset}")
+        info = client.get(RpcClient.path("v1", "datasets", dataset))
         out: list[Registered] = []
         for series in info["series"]:
             if not series["complete"]:
                 continue
             uid = series["uid"]
-            answer = client.get(f"/v1/datasets/{dataset}/series/{uid}/leaves")
+            answer = client.get(RpcClient.path("v1", "datasets", dataset, "series", uid, "leaves"))
             out.extend(
                 Registered(INSTANCE_LEAF_SCHEMA.from_json(raw), uid) for raw in answer["leaves"]
             )
@@ -422,7 +429,7 @@ def _registered_online(dataset: str, client: RpcClient) -> list[Registered]:
 def _load_receipt(path: Path) -> Receipt:
     try:
         return Receipt.from_json(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, LedgerError) as exc:
+    except (OSError, ValueError, LedgerError) as exc:  # ValueError: bad JSON, not UTF-8
         _fail(f"{path} is not a readable receipt: {exc}")
         raise AssertionError from None
 
@@ -466,7 +473,9 @@ def receipt() -> None:
 def receipt_get(dataset: str, instance: str | None, out: Path, rpc: str) -> None:
     """Fetch a receipt from a node and write it to a file."""
     try:
-        answer = RpcClient(rpc).get(f"/v1/receipts/{dataset}", {"instance": instance})
+        answer = RpcClient(rpc).get(
+            RpcClient.path("v1", "receipts", dataset), {"instance": instance}
+        )
     except RpcError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
     try:
@@ -579,7 +588,7 @@ def access_log(
     body = {
         "dataset": dataset,
         "purpose": purpose,
-        "consent": None if grant is None else _key_arg(grant, "--consent"),
+        "consent": None if grant is None else _grant_arg(grant, "--consent"),
         "trial": trial,
         "reason": reason,
     }
@@ -688,7 +697,7 @@ def consent_revoke(key_file: Path, grant: str, reason: str, rpc: str, as_json: b
         rpc,
         key_file,
         "consent.revoke",
-        {"grant": _key_arg(grant, "--grant"), "reason": reason},
+        {"grant": _grant_arg(grant, "--grant"), "reason": reason},
         as_json,
     )
 
@@ -839,7 +848,7 @@ def _show(rpc: str, path: str, params: dict[str, str | int | None] | None = None
 @rpc_option
 def dataset_show(dataset_id: str, rpc: str) -> None:
     """Print what the ledger holds for a dataset (JSON)."""
-    _show(rpc, f"/v1/datasets/{dataset_id}")
+    _show(rpc, RpcClient.path("v1", "datasets", dataset_id))
 
 
 @trial.command("show")
@@ -847,7 +856,7 @@ def dataset_show(dataset_id: str, rpc: str) -> None:
 @rpc_option
 def trial_show(trial_id: str, rpc: str) -> None:
     """Print a trial's timeline (JSON)."""
-    _show(rpc, f"/v1/trials/{trial_id}")
+    _show(rpc, RpcClient.path("v1", "trials", trial_id))
 
 
 @member.command("show")
@@ -855,7 +864,7 @@ def trial_show(trial_id: str, rpc: str) -> None:
 @rpc_option
 def member_show(member_key: str, rpc: str) -> None:
     """Print a member's history (JSON)."""
-    _show(rpc, f"/v1/members/{member_key}")
+    _show(rpc, RpcClient.path("v1", "members", member_key))
 
 
 @click.command()

@@ -53,15 +53,33 @@ class RpcClient:
         self.timeout_s = timeout_s
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        request = urllib.request.Request(  # noqa: S310 (the operator names the node's URL)
-            self.base_url + path,
-            data=body,
-            method=method,
-            headers={"Content-Type": "application/json"} if body is not None else {},
-        )
+        try:
+            request = urllib.request.Request(  # noqa: S310 (the operator names the node's URL)
+                self.base_url + path,
+                data=body,
+                method=method,
+                headers={"Content-Type": "application/json"} if body is not None else {},
+            )
+        except ValueError:
+            raise RpcError(
+                0, "invalid_url", f"{self.base_url!r} is not an http:// or https:// address"
+            ) from None
+        if request.type not in ("http", "https"):
+            raise RpcError(
+                0, "invalid_url", f"{self.base_url!r} is not an http:// or https:// address"
+            )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                return response.status, json.loads(response.read() or b"null")
+                raw = response.read()
+                try:
+                    return response.status, json.loads(raw or b"null")
+                except ValueError:
+                    raise RpcError(
+                        response.status,
+                        "not_a_node",
+                        f"{self.base_url} did not answer with JSON: is it a radledger "
+                        "node's RPC address?",
+                    ) from None
         except urllib.error.HTTPError as exc:
             try:
                 payload = json.loads(exc.read() or b"null")
@@ -75,11 +93,16 @@ class RpcClient:
                 str(error.get("message", exc.reason))
                 + (f" (retry after {retry} s)" if retry else ""),
             ) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise RpcError(
                 0, "unreachable", f"no node answers at {self.base_url}: {reason}"
             ) from None
+
+    @staticmethod
+    def path(*segments: str) -> str:
+        """A URL path from segments, each quoted (ids may hold any character)."""
+        return "".join("/" + urllib.parse.quote(segment, safe="") for segment in segments)
 
     def get(self, path: str, params: Mapping[str, str | int | None] | None = None) -> Any:
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}

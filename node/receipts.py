@@ -49,10 +49,12 @@ def dataset_receipt(
     that is not in it, or an instance whose series is not complete yet.
     """
     info = queries.dataset(state, dataset_id)
-    hashes: list[bytes] = [bytes.fromhex(info["created"]["tx"])]
+    hashes: list[bytes] = []
+    if info["kind"] == "derived":  # its creation is a dataset.derive, proven on its own
+        hashes.append(bytes.fromhex(info["created"]["tx"]))
     proof: InstanceProof | None = None
     for series in info["series"]:
-        if not series["complete"]:
+        if not series["complete"]:  # only what the registry has checked whole is proven
             continue
         hashes.extend(queries.series_parts(state, dataset_id, series["uid"]))
         if instance is not None and proof is None:
@@ -64,6 +66,8 @@ def dataset_receipt(
             proof = InstanceProof(leaves[index], series["uid"], index, len(leaves), tuple(path))
     if instance is not None and proof is None:
         raise NotFound("instance in a complete series of " + dataset_id, instance)
+    if not hashes:
+        raise NotFound("complete series (registration still in progress) of dataset", dataset_id)
     unique = list(dict.fromkeys(hashes))
     entries = sorted((tx_proof(store, h) for h in unique), key=lambda e: e.header.height)
     return Receipt(

@@ -24,13 +24,28 @@ from ledger import codec
 from ledger.manifest import INSTANCE_LEAF_SCHEMA, SUMMARY_SCHEMA, InstanceLeaf
 from ledger.receipt import REGISTER_KIND, Receipt
 
-#: Room left in a transaction for everything but the leaves (summary, ids, reason).
-_BODY_OVERHEAD: Final = 6 * 1024
+#: The signed envelope around a body: version, chain id, kind, signer, nonce,
+#: signature and map keys (about 190 bytes with a 64-character chain id).
+_ENVELOPE_BYTES: Final = 256
+#: Room for the rest of a body when it is not measured (ids, summary, reason).
+_DEFAULT_BODY_BYTES: Final = 6 * 1024
 
 
-def part_sizes(leaves: Sequence[InstanceLeaf], max_tx_bytes: int) -> list[int]:
-    """How many leaves go in each part so every transaction stays under the limit."""
-    budget = max(1024, max_tx_bytes - _BODY_OVERHEAD)
+def part_sizes(
+    leaves: Sequence[InstanceLeaf], max_tx_bytes: int, overhead: int = _DEFAULT_BODY_BYTES
+) -> list[int]:
+    """How many leaves go in each part so every transaction stays under the limit.
+
+    ``overhead`` is what a part's transaction holds besides its leaves. Raises
+    ``ValueError`` when not even one leaf fits.
+    """
+    budget = max_tx_bytes - overhead
+    largest = max((len(leaf.encode()) + 1 for leaf in leaves), default=0)
+    if largest > budget:
+        raise ValueError(
+            f"a transaction of at most {max_tx_bytes} bytes cannot hold even one instance "
+            f"(each part needs about {overhead + largest} bytes)"
+        )
     sizes: list[int] = []
     used = count = 0
     for leaf in leaves:
@@ -55,8 +70,27 @@ def register_bodies(
     supersedes: str | None = None,
     first_part: int = 0,
 ) -> list[dict[str, Any]]:
-    """The ``dataset.register`` bodies for a series, from part ``first_part`` on."""
-    sizes = part_sizes(series.leaves, max_tx_bytes)
+    """The ``dataset.register`` bodies for a series, from part ``first_part`` on.
+
+    Raises ``ValueError`` if ``max_tx_bytes`` cannot hold a part of one instance.
+    """
+    bare = {
+        "dataset": dataset,
+        "series": series.series_uid,
+        "part": 0,
+        "parts": 0,
+        "leaves": [],
+        "series_root": series.root,
+        "instances": len(series.leaves),
+        "summary": codec.decode(SUMMARY_SCHEMA.encode(series.summary)),
+        "supersedes": supersedes,
+        "reason": reason,
+        "time_ms": time_ms,
+    }
+    # Measured: the part-0 body without leaves (the largest), plus the envelope and
+    # room for the part numbers and the leaf array's own head to grow.
+    overhead = len(codec.encode(bare)) + _ENVELOPE_BYTES + 32
+    sizes = part_sizes(series.leaves, max_tx_bytes, overhead)
     bodies = []
     start = 0
     for part, size in enumerate(sizes):
@@ -183,17 +217,32 @@ def compare(instances: Iterable[Instance], registered: Sequence[Registered]) -> 
 
 
 def registered_from_receipt(receipt: Receipt) -> list[Registered]:
-    """The leaves a dataset receipt's registration transactions carry."""
-    out: list[Registered] = []
+    """The leaves of the complete series a dataset receipt's registrations carry.
+
+    A series counts only if every one of its parts is in the receipt (as the
+    node's own verification counts complete series only).
+    """
+    parts: dict[str, dict[int, list[Any]]] = {}
+    declared: dict[str, int] = {}
     for entry in receipt.entries:
         if entry.tx.kind != REGISTER_KIND:
             continue
         body = entry.tx.body_value()
-        series = body.get("series")
+        series, part, count = body.get("series"), body.get("part"), body.get("parts")
         leaves = body.get("leaves")
-        if not isinstance(series, str) or not isinstance(leaves, list):
+        if not (isinstance(series, str) and isinstance(part, int) and isinstance(count, int)):
             continue
-        out.extend(Registered(INSTANCE_LEAF_SCHEMA.from_value(raw), series) for raw in leaves)
+        if isinstance(leaves, list):
+            parts.setdefault(series, {})[part] = leaves
+            declared[series] = count
+    out: list[Registered] = []
+    for series, received in parts.items():
+        if set(received) != set(range(declared[series])):
+            continue
+        for part in sorted(received):
+            out.extend(
+                Registered(INSTANCE_LEAF_SCHEMA.from_value(raw), series) for raw in received[part]
+            )
     return out
 
 

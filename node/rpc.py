@@ -205,7 +205,7 @@ class Rpc:
             return response
         if request.query.get("wait") == "commit":
             text = request.query.get("timeout_ms", str(self.max_wait_ms))
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise ApiError(400, "invalid_request", "timeout_ms must be a whole number")
             timeout_ms = min(int(text), self.max_wait_ms)
             location = await self.node.wait_for_commit(tx.hash, timeout_ms / 1000)
@@ -245,7 +245,7 @@ class Rpc:
 
     async def get_block(self, request: web.Request) -> web.Response:
         text = request.match_info["height"]
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise ApiError(400, "invalid_height", "height must be a positive integer")
         block = self.node.store.block(int(text))
         if block is None:
@@ -341,7 +341,7 @@ class Rpc:
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Websocket stream of committed blocks; ``?from_height=H`` replays from H first."""
         text = request.query.get("from_height", "")
-        if text and not (text.isdigit() and int(text) >= 1):
+        if text and not ((text.isascii() and text.isdigit()) and int(text) >= 1):
             raise ApiError(400, "invalid_height", "from_height must be a positive integer")
         ws = web.WebSocketResponse(heartbeat=30)
         if not ws.can_prepare(request):

@@ -46,7 +46,7 @@ def _height(request: web.Request) -> int | None:
     text = request.query.get("height")
     if text is None:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise QueryError(400, "invalid_query", "height must be a whole number")
     return int(text)
 

@@ -85,11 +85,11 @@ def run_story(home: Path, rpc_urls: list[str], say: Callable[[str], None]) -> No
 
     checker = RpcClient(rpc_urls[1])
     try:
-        info = checker.get(f"/v1/datasets/{dataset}")
+        info = checker.get(RpcClient.path("v1", "datasets", dataset))
         registered: list[Registered] = []
         for series_info in info["series"]:
             uid = series_info["uid"]
-            answer = checker.get(f"/v1/datasets/{dataset}/series/{uid}/leaves")
+            answer = checker.get(RpcClient.path("v1", "datasets", dataset, "series", uid, "leaves"))
             registered.extend(
                 Registered(INSTANCE_LEAF_SCHEMA.from_json(raw), uid) for raw in answer["leaves"]
             )
@@ -106,7 +106,8 @@ def run_story(home: Path, rpc_urls: list[str], say: Callable[[str], None]) -> No
 
     try:
         receipt_json = RpcClient(rpc_urls[2]).get(
-            f"/v1/receipts/{dataset}", {"instance": instances[0].fingerprint.sop_instance_uid}
+            RpcClient.path("v1", "receipts", dataset),
+            {"instance": instances[0].fingerprint.sop_instance_uid},
         )
     except RpcError as exc:
         raise StoryError(f"fetching a receipt from node2 failed: {exc.message}") from None

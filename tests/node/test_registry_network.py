@@ -31,8 +31,8 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_submit_verify_tamper_and_receipt(network: Network, tmp_path: Path) -> None:
     net = network
     study = tmp_path / "study"
-    # 170 instances in series 1: more than one 32 KiB transaction holds, so two parts.
-    write_study(study, StudySpec(seed=11, series=2, instances=170, rows=16, columns=16))
+    # 220 instances per series: more than one 32 KiB transaction holds, so two parts.
+    write_study(study, StudySpec(seed=11, series=2, instances=220, rows=16, columns=16))
     home = net.net.nodes[0].home
     manifest = tmp_path / "manifest.json"
     code, out = invoke(
@@ -53,13 +53,13 @@ def test_submit_verify_tamper_and_receipt(network: Network, tmp_path: Path) -> N
     )
     assert code == 0, out
     assert "part 2/2" in out
-    assert "340 instances in 2 series registered" in out
+    assert "440 instances in 2 series registered" in out
     written = json.loads(manifest.read_text())
-    assert [len(s["instances"]) for s in written["series"]] == [170, 170]
+    assert [len(s["instances"]) for s in written["series"]] == [220, 220]
 
     code, out = invoke("verify", "--dataset", "chest-ct-7", "--rpc", rpc(net, 1), str(study))
     assert code == 0, out
-    assert "340 match -> all instances match" in out
+    assert "440 match -> all instances match" in out
 
     # Submitting the same study again registers nothing new.
     code, out = invoke(
@@ -91,7 +91,7 @@ def test_submit_verify_tamper_and_receipt(network: Network, tmp_path: Path) -> N
     assert len(reported) == 2, reported  # the file, then the summary
     assert reported[0].startswith("PIXELS CHANGED")
     assert str(victim) in reported[0]
-    assert "339 match, 1 pixels changed -> MISMATCH" in reported[1]
+    assert "439 match, 1 pixels changed -> MISMATCH" in reported[1]
 
     receipt = tmp_path / "receipt.json"
     sop = str(pydicom.dcmread(victim).SOPInstanceUID)
