@@ -116,6 +116,12 @@ def _converted(ds: Dataset, tag: BaseTag, encoding: str | list[str]) -> DataElem
 def _element(
     ds: Dataset, tag: BaseTag, encoding: str | list[str], little_endian: bool, depth: int
 ) -> codec.Value:
+    if FAST_PATH and not tag.is_private:
+        raw: object = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            quick = _fast(raw, encoding)
+            if quick is not None:
+                return quick
     elem = _converted(ds, tag, encoding)
     vr = elem.VR
     value = elem.value
@@ -135,6 +141,55 @@ def _element(
 
 
 _ITEM_TAG_LE: Final = b"\xfe\xff\x00\xe0"
+
+#: Read the common explicit-VR-little-endian elements straight from their bytes, the
+#: way pydicom would convert them; ``tests/imaging/test_canonical_fast.py`` checks
+#: both routes give the same bytes on every bundled and synthetic file.
+FAST_PATH = True
+#: Decoded as ASCII-compatible single bytes by pydicom whatever the character set.
+_FAST_DEFAULT: Final = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
+#: Decoded with the dataset's character set.
+_FAST_CHARSET: Final = frozenset({"SH", "LO", "UC"})
+_FAST_SINGLE: Final = frozenset({"ST", "LT", "UT"})
+#: Character sets decoded by a plain codec (no ISO 2022 escapes).
+_PLAIN_CODECS: Final = {"iso8859": "latin_1", "latin_1": "latin_1", "UTF8": "utf_8"}
+_FAST_NUMBERS: Final = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+
+
+def _fast(raw: RawDataElement, encoding: str | list[str]) -> codec.Value:
+    """The canonical value straight from an explicit little-endian element, or ``None``."""
+    vr, value = raw.VR, raw.value
+    if (
+        vr is None
+        or not isinstance(value, bytes)
+        or not raw.is_little_endian
+        or raw.length == 0xFFFFFFFF
+    ):
+        return None
+    if vr in _FAST_NUMBERS:
+        code = _FAST_NUMBERS[vr]
+        size = struct.calcsize(code)
+        if len(value) % size:
+            return None
+        numbers = struct.unpack(f"<{len(value) // size}{code}", value)
+        if vr in _FLOAT_FORMATS:
+            return [struct.pack(_FLOAT_FORMATS[vr], n) for n in numbers]
+        return list(numbers)
+    if vr in _FAST_DEFAULT:
+        codec_name = "latin_1"
+    elif vr in _FAST_CHARSET or vr in _FAST_SINGLE:
+        names = [encoding] if isinstance(encoding, str) else list(encoding)
+        if len(names) != 1 or names[0] not in _PLAIN_CODECS or b"\x1b" in value:
+            return None
+        codec_name = _PLAIN_CODECS[names[0]]
+    else:
+        return None
+    try:
+        text = value.decode(codec_name)
+    except UnicodeDecodeError:
+        return None
+    parts = [text] if vr in _FAST_SINGLE else text.split("\\")
+    return [_text(part, vr) for part in parts]
 
 
 def _private_sequence(ds: Dataset, elem: DataElement, encoding: str | list[str]) -> Any:

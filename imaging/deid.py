@@ -144,8 +144,9 @@ def check(ds: Dataset, policy: GatePolicy = GatePolicy()) -> GateResult:
                     + " and Clean Pixel Data (113101) is not listed",
                 )
             )
+    walked = list(_walk(ds, 0))
     if CODE_RETAIN_SAFE_PRIVATE not in codes:
-        private = [tag for tag in _walk(ds, 0) if BaseTag(tag).is_private]
+        private = [tag for tag in walked if tag >> 16 & 1]
         if private:
             shown = ", ".join(str(BaseTag(t)) for t in private[:3])
             more = f" and {len(private) - 3} more" if len(private) > 3 else ""
@@ -156,7 +157,7 @@ def check(ds: Dataset, policy: GatePolicy = GatePolicy()) -> GateResult:
                     "(113111) is not listed",
                 )
             )
-    tags = set(_walk(ds, 0))
+    tags = set(walked)
     if _ORIGINAL_ATTRIBUTES in tags:
         failed.append(
             Failure(
