@@ -101,7 +101,9 @@ class PixelInfo:
 
 
 def file_digest(data: bytes) -> bytes:
-    return hashlib.sha256(FILE_DOMAIN + data).digest()
+    digest = hashlib.sha256(FILE_DOMAIN)
+    digest.update(data)  # no concatenated copy of a large file
+    return digest.digest()
 
 
 def meta_digest(ds: Dataset) -> bytes:
