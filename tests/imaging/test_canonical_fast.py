@@ -16,12 +16,24 @@ from imaging.errors import ImagingError
 from imaging.fingerprint import read_dataset
 from imaging.synthetic import StudySpec, instance
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on odd test files
+
+
+def _readable(path: Path) -> bool:
+    try:
+        read_dataset(path.read_bytes())
+    except ImagingError:
+        return False
+    return True
+
 
 def _bundled_files() -> list[Path]:
+    """pydicom's bundled files that are Part 10 files the fingerprint reads."""
     anchor = get_testdata_file("MR_small.dcm", download=False)
     assert anchor is not None
     folder = Path(str(anchor)).parent
-    return sorted(folder / name for name in os.listdir(folder) if name.endswith(".dcm"))
+    names = sorted(name for name in os.listdir(folder) if name.endswith(".dcm"))
+    return [folder / name for name in names if _readable(folder / name)]
 
 
 def _both_routes(data: bytes) -> tuple[bytes, bytes]:
@@ -37,10 +49,7 @@ def _both_routes(data: bytes) -> tuple[bytes, bytes]:
 
 @pytest.mark.parametrize("path", _bundled_files(), ids=lambda p: p.name)
 def test_every_bundled_file_gives_the_same_canonical_form(path: Path) -> None:
-    try:
-        fast, slow = _both_routes(path.read_bytes())
-    except ImagingError:
-        pytest.skip("not a file the fingerprint accepts")
+    fast, slow = _both_routes(path.read_bytes())
     assert fast == slow
 
 
