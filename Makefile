@@ -39,13 +39,14 @@ test: lint typecheck pytest
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## make bench: micro-benchmarks of the codec, storage, the consensus core, the peer link and DICOM fingerprinting (results printed and saved under bench/results/).
+## make bench: micro-benchmarks (codec, storage, consensus core, peer link, DICOM fingerprinting) and the network throughput sweep beside a Raft peer (results printed and saved under bench/results/).
 bench: $(STAMP)
 	$(BIN)/python -m bench.codec_bench
 	$(BIN)/python -m bench.storage_bench
 	$(BIN)/python -m bench.consensus_bench
 	$(BIN)/python -m bench.p2p_bench
 	$(BIN)/python -m bench.imaging_bench
+	$(BIN)/python -m bench.throughput --sweep
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,113 @@
+"""Open-loop load generator for bench.throughput (run as its own process).
+
+Reads pre-signed transactions (hex, one per line), sends transaction *i* at
+``t0 + i / rate`` to node ``i mod n`` (``POST /v1/txs``, no waiting), whatever
+happened to earlier ones (open loop: a slow network does not slow the offered
+load). A websocket on ``/v1/events`` of one node records when each block
+commits. Writes a JSON summary: per-transaction send time, admission status
+and commit time; the harness computes the figures.
+
+Usage: python -m bench.loadgen --txs FILE --rate R --rpc URL [--rpc URL ...]
+       --events URL --out FILE [--drain S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+async def _events(url: str, commits: dict[str, float], blocks: list[dict[str, Any]]) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url.rstrip("/") + "/v1/events", heartbeat=10) as ws,
+    ):
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            event = json.loads(message.data)
+            if event.get("type") != "block":
+                continue
+            now = time.monotonic()
+            blocks.append({"height": event["height"], "at": now, "txs": len(event["txs"])})
+            for tx in event["txs"]:
+                commits.setdefault(tx["hash"], now)
+
+
+async def _send(
+    session: aiohttp.ClientSession, url: str, body: bytes, record: dict[str, Any]
+) -> None:
+    try:
+        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+            record["status"] = r.status
+            if r.status >= 400:
+                record["error"] = (await r.json()).get("error", {}).get("code")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        record["status"] = 0
+        record["error"] = type(exc).__name__
+
+
+async def run(
+    txs: list[str], hashes: list[str], rate: float, rpcs: list[str], *, events: str, drain_s: float
+) -> dict[str, Any]:
+    commits: dict[str, float] = {}
+    blocks: list[dict[str, Any]] = []
+    watcher = asyncio.create_task(_events(events, commits, blocks))
+    await asyncio.sleep(0.5)  # the subscription is live before the first send
+    records: list[dict[str, Any]] = [{"hash": h} for h in hashes]
+    connector = aiohttp.TCPConnector(limit=256)
+    timeout = aiohttp.ClientTimeout(total=30)
+    pending: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.monotonic()
+        for i, (tx, record) in enumerate(zip(txs, records, strict=True)):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            record["sent"] = time.monotonic()
+            url = rpcs[i % len(rpcs)] + "/v1/txs"
+            body = json.dumps({"tx": tx}).encode()
+            task = asyncio.create_task(_send(session, url, body, record))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        offered_s = time.monotonic() - start
+        if pending:
+            await asyncio.wait(pending)
+        deadline = time.monotonic() + drain_s
+        admitted = {r["hash"] for r in records if r.get("status") == 202}
+        while time.monotonic() < deadline and not admitted <= commits.keys():
+            await asyncio.sleep(0.1)
+    watcher.cancel()
+    for record in records:
+        committed = commits.get(record["hash"])
+        if committed is not None:
+            record["committed"] = committed
+    return {"start": start, "offered_s": offered_s, "records": records, "blocks": blocks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--txs", required=True, type=Path)
+    parser.add_argument("--rate", required=True, type=float)
+    parser.add_argument("--rpc", action="append", required=True)
+    parser.add_argument("--events", required=True)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--drain", type=float, default=10.0)
+    args = parser.parse_args()
+    lines = [line.split() for line in args.txs.read_text().splitlines() if line]
+    hashes, txs = [h for h, _ in lines], [t for _, t in lines]
+    result = asyncio.run(
+        run(txs, hashes, args.rate, args.rpc, events=args.events, drain_s=args.drain)
+    )
+    args.out.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
