@@ -64,8 +64,10 @@ class Registry:
         self.genesis = genesis
         self._consortium = Consortium.from_genesis(genesis)
 
-    def _run(self, base: StateReader, tx: Tx, height: int, time_ms: int) -> State | TxRejection:
-        layer = State(base)
+    def _run(
+        self, base: StateReader, tx: Tx, height: int, time_ms: int, parent: State | None = None
+    ) -> State | TxRejection:
+        layer = State(base, parent)
         try:
             apply_tx(layer, self._consortium, tx, height, time_ms)
         except Rejected as exc:
@@ -96,11 +98,11 @@ class Registry:
         block = State(get)
         outcome: list[TxRejection | None] = []
         for tx in txs:
-            result = self._run(block.get, tx, ctx.height, ctx.time_ms)
+            result = self._run(block.get, tx, ctx.height, ctx.time_ms, parent=block)
             if isinstance(result, TxRejection):
                 outcome.append(result)
             else:
-                block.writes.update(result.writes)
+                block.merge(result)
                 outcome.append(None)
         writes: Writes = {key: block.writes[key] for key in sorted(block.writes)}
         return writes, outcome

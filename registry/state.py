@@ -14,7 +14,7 @@ record. Queries may also scan prefixes (``items``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from ledger import codec
 from ledger.errors import DecodeError
@@ -216,11 +216,16 @@ class State:
     transactions see the writes of earlier accepted ones.
     """
 
-    __slots__ = ("_base", "writes")
+    __slots__ = ("_base", "_parent", "_records", "writes")
 
-    def __init__(self, base: StateReader) -> None:
-        self._base = base
+    def __init__(self, base: StateReader, parent: State | None = None) -> None:
+        """Over ``parent`` (a block's layer), decoded records are shared with it."""
+        self._base = base if parent is None else parent.get
+        self._parent = parent
         self.writes: dict[bytes, bytes] = {}
+        # Decoded records of this layer, so a block of 50 accesses to one dataset
+        # decodes its record once. Records are frozen: sharing them is safe.
+        self._records: dict[bytes, object] = {}
 
     def get(self, key: bytes) -> bytes | None:
         value = self.writes.get(key)
@@ -228,13 +233,29 @@ class State:
 
     def put(self, key: bytes, value: bytes) -> None:
         self.writes[key] = value
+        self._records.pop(key, None)
 
     def load(self, schema: Schema[T], key: bytes) -> T | None:
+        cached = self._records.get(key)
+        if cached is not None:
+            return cast(T, cached)
+        if key not in self.writes and self._parent is not None:
+            return self._parent.load(schema, key)
         raw = self.get(key)
-        return None if raw is None else schema.decode(raw)
+        if raw is None:
+            return None
+        record = schema.decode(raw)
+        self._records[key] = record
+        return record
 
     def store(self, schema: Schema[T], key: bytes, record: T) -> None:
-        self.put(key, schema.encode(record))
+        self.writes[key] = schema.encode(record)
+        self._records[key] = record
+
+    def merge(self, layer: State) -> None:
+        """Take an accepted transaction's writes (and its decoded records)."""
+        self.writes.update(layer.writes)
+        self._records.update(layer._records)
 
     def has(self, key: bytes) -> bool:
         return self.get(key) is not None
