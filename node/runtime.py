@@ -127,11 +127,14 @@ class NodeRuntime:
             )
         )
         self.registry = app.Registry(genesis)
+        # Committed state's decoded records, shared by admission and execution
+        # until the next commit (then replaced).
+        self._view = self.registry.view(store.get)
         self.mempool = Mempool(
             genesis.chain_id,
             mempool_limits or MempoolLimits(),
             store.get,
-            admission=lambda tx: self.registry.check(store.get, tx, self.now_ms()),
+            admission=lambda tx: self.registry.check(store.get, tx, self.now_ms(), self._view),
         )
         self.network = PeerNetwork(peer_config, _Handler(self))
         self.metrics = NodeMetrics()
@@ -287,7 +290,7 @@ class NodeRuntime:
         params = self.genesis.params
         txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes - 64 * 1024)
         context = app.BlockContext(request.height, max(request.min_time_ms, self.now_ms()))
-        writes, outcome = self.registry.execute(self.store.get, txs, context)
+        writes, outcome = self.registry.execute(self.store.get, txs, context, self._view)
         refused = [(tx, r) for tx, r in zip(txs, outcome, strict=True) if r is not None]
         if refused:
             # Admitted against older state, invalid now (e.g. two conflicting
@@ -297,7 +300,7 @@ class NodeRuntime:
                 self.metrics.txs_rejected.labels(rejection.code).inc()
             self.mempool.drop([tx for tx, _ in refused])
             txs = [tx for tx, r in zip(txs, outcome, strict=True) if r is None]
-            writes, _ = self.registry.execute(self.store.get, txs, context)
+            writes, _ = self.registry.execute(self.store.get, txs, context, self._view)
         evidence = list(self._evidence.values())
         block = Block.build(
             chain_id=self.genesis.chain_id,
@@ -328,7 +331,9 @@ class NodeRuntime:
                 evidence.verify(self._validators)
             except LedgerError as exc:
                 return BlockValidated(block.hash, False, f"invalid evidence: {exc}")
-        writes, outcome = self.registry.execute(self.store.get, block.txs, app.context_of(block))
+        writes, outcome = self.registry.execute(
+            self.store.get, block.txs, app.context_of(block), self._view
+        )
         bad = next((r for r in outcome if r is not None), None)
         if bad is not None:
             return BlockValidated(block.hash, False, bad.message)
@@ -351,6 +356,7 @@ class NodeRuntime:
             self.store.commit_block(block, cert, writes)
         except StorageError as exc:
             raise FatalError(f"cannot commit block {block.height}: {exc}") from exc
+        self._view = self.registry.view(self.store.get)  # committed state changed
         m = self.metrics
         m.commit_seconds.observe(time.perf_counter() - started)
         now = time.monotonic()

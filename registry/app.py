@@ -74,28 +74,44 @@ class Registry:
             return TxRejection(exc.code, exc.message)
         return layer
 
-    def check(self, get: StateReader, tx: Tx, now_ms: int) -> TxRejection | None:
+    def view(self, get: StateReader) -> State:
+        """A read-only view of committed state that keeps the records it decodes.
+
+        Pass it to :meth:`check` and :meth:`execute` until the next commit, then
+        take a new one: admission and execution then decode each committed record
+        (a member, a dataset) once per height instead of once per transaction.
+        """
+        return State(get)
+
+    def check(
+        self, get: StateReader, tx: Tx, now_ms: int, view: State | None = None
+    ) -> TxRejection | None:
         """Would ``tx`` be accepted if it were executed alone now on committed state?
 
-        The signature and chain id are checked by the caller.
+        The signature and chain id are checked by the caller. ``view`` (from
+        :meth:`view` over the same ``get``) only saves decoding.
         """
         if tx.chain_id != self.genesis.chain_id:
             return TxRejection(
                 "wrong_chain",
                 f"transaction is for chain {tx.chain_id}, not {self.genesis.chain_id}",
             )
-        outcome = self._run(get, tx, CHECK_HEIGHT, now_ms)
+        outcome = self._run(get, tx, CHECK_HEIGHT, now_ms, parent=view)
         return outcome if isinstance(outcome, TxRejection) else None
 
     def execute(
-        self, get: StateReader, txs: Sequence[Tx], ctx: BlockContext
+        self,
+        get: StateReader,
+        txs: Sequence[Tx],
+        ctx: BlockContext,
+        view: State | None = None,
     ) -> tuple[Writes, list[TxRejection | None]]:
         """Apply ``txs`` in order over the committed state read through ``get``.
 
         Returns the write set of the accepted transactions (sorted by key) and,
         per transaction, ``None`` (accepted) or its :class:`TxRejection`.
         """
-        block = State(get)
+        block = State(get, view)
         outcome: list[TxRejection | None] = []
         for tx in txs:
             result = self._run(block.get, tx, ctx.height, ctx.time_ms, parent=block)
