@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import signal
 import socket
 import statistics
@@ -57,15 +58,22 @@ RESEARCHERS: Final = 64
 CLK_TCK: Final[int] = int(os.sysconf("SC_CLK_TCK"))
 
 
-def _free_base() -> int:
-    """A base port with the first 100 ports above it free (best effort)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1]) // 100 * 100
-        if 20_000 <= base <= 60_000:
-            return base
-    return 41_000
+def _free_base(validators: int = 10) -> int:
+    """A base port below the ephemeral range whose node ports are all free now."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000, 100)
+        wanted = [port for i in range(validators) for port in ports(base, i)] + [
+            base + 50 + i for i in range(validators)
+        ]
+        try:
+            for port in wanted:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise SystemExit("no free range of ports found on 127.0.0.1")
 
 
 def _cpu_seconds(pid: int) -> float:
