@@ -136,6 +136,14 @@ class Network:
             except subprocess.TimeoutExpired:
                 process.kill()
 
+    def settle(self, timeout_s: float = 90.0) -> None:
+        """Wait until every mempool is empty, so one run's backlog is not the next's load."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self.client(i).status()["mempool_txs"] == 0 for i in range(self.validators)):
+                return
+            time.sleep(0.5)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "cpu": [_cpu_seconds(p.pid) for p in self.processes],
@@ -226,6 +234,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 def measure(
     net: Network, work: Workload, rate: float, duration: float, tmp: Path
 ) -> dict[str, Any]:
+    net.settle()
     count = max(1, int(rate * duration))
     txs = work.sign(count)
     txs_file = tmp / f"txs-{rate:.0f}.txt"
