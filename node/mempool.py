@@ -2,10 +2,12 @@
 
 Admission (CheckTx) in order of cost: size, chain id, duplicate, nonce not
 already pending, bounds, the ed25519 signature (verified once per node and
-cached by hash), then the registry's check against committed state (kind, body
-schema, the signer's rights, nonce above the committed one, the kind's rules;
-docs/REGISTRY.md). A transaction that depends on another (the next part of a
-series, access to a new dataset) is admitted once that one is committed. Bounded by
+cached by hash), then the registry's check against committed state: for a client's
+transaction everything (kind, body schema, the signer's rights, nonce above the
+committed one, the kind's rules; docs/REGISTRY.md), for one gossiped by a
+validator that already did so the envelope only (kind, body, nonce, time). A
+transaction that depends on another (the next part of a series, access to a
+new dataset) is admitted once that one is committed. Bounded by
 count, bytes and per-signer count; when full, submission fails with
 ``mempool_full`` (the RPC answers 429 with ``Retry-After``). After each commit
 the committed transactions and those whose nonce is now stale are evicted.
@@ -49,10 +51,11 @@ class Mempool:
         chain_id: str,
         limits: MempoolLimits,
         state: StateReader,
-        admission: Callable[[Tx], TxRejection | None],
+        admission: Callable[[Tx, bool], TxRejection | None],
     ) -> None:
-        """``admission`` is the application's check of a transaction against the
-        committed state (kind, body, signer's rights, nonce, the kind's rules)."""
+        """``admission(tx, from_peer)`` is the application's check of a transaction
+        against the committed state (kind, body, signer's rights, nonce, the kind's
+        rules); ``from_peer`` says another validator already checked it in full."""
         self._chain_id = chain_id
         self._admission = admission
         self._limits = limits
@@ -95,7 +98,7 @@ class Mempool:
         if len(self._verified) > _VERIFIED_CACHE_ENTRIES:
             self._verified.popitem(last=False)
 
-    def add(self, tx: Tx) -> None:
+    def add(self, tx: Tx, *, from_peer: bool = False) -> None:
         size = len(tx.encode())
         if size > self._limits.max_tx_bytes:
             raise Rejected("tx_too_large", f"{size} bytes exceeds {self._limits.max_tx_bytes}")
@@ -116,7 +119,7 @@ class Mempool:
             raise Rejected("mempool_full", "the mempool is full", retry_after_s=1)
         if not self.signature_ok(tx):
             raise Rejected("bad_signature", "the signature does not verify")
-        rejection = self._admission(tx)
+        rejection = self._admission(tx, from_peer)
         if rejection is not None:
             raise Rejected(rejection.code, rejection.message)
         self._txs[tx.hash] = tx

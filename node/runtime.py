@@ -134,7 +134,13 @@ class NodeRuntime:
             genesis.chain_id,
             mempool_limits or MempoolLimits(),
             store.get,
-            admission=lambda tx: self.registry.check(store.get, tx, self.now_ms(), self._view),
+            # A client's transaction is checked against every registry rule, so it
+            # learns at once why it is refused; one gossiped by a validator that did
+            # that already gets the envelope checks only (its rules run again when
+            # a block executes, and a transaction that fails then leaves the pool).
+            admission=lambda tx, from_peer: self.registry.check(
+                store.get, tx, self.now_ms(), self._view, envelope_only=from_peer
+            ),
         )
         self.network = PeerNetwork(peer_config, _Handler(self))
         self.metrics = NodeMetrics()
@@ -440,7 +446,7 @@ class NodeRuntime:
     def admit(self, tx: Tx, origin: bytes | None = None) -> None:
         """Admit a transaction (raises ``mempool.Rejected``) and gossip it on."""
         try:
-            self.mempool.add(tx)
+            self.mempool.add(tx, from_peer=origin is not None)
         except Rejected as exc:
             self.metrics.txs_rejected.labels(exc.code).inc()
             raise

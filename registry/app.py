@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ledger.genesis import Genesis
 from ledger.types import Tx
 from registry.errors import Rejected
-from registry.rules import REJECTION_CODES, Consortium, apply_tx
+from registry.rules import REJECTION_CODES, Consortium, apply_tx, check_envelope
 from registry.state import State, StateReader, Writes
 
 __all__ = [
@@ -84,18 +84,33 @@ class Registry:
         return State(get)
 
     def check(
-        self, get: StateReader, tx: Tx, now_ms: int, view: State | None = None
+        self,
+        get: StateReader,
+        tx: Tx,
+        now_ms: int,
+        view: State | None = None,
+        *,
+        envelope_only: bool = False,
     ) -> TxRejection | None:
         """Would ``tx`` be accepted if it were executed alone now on committed state?
 
         The signature and chain id are checked by the caller. ``view`` (from
-        :meth:`view` over the same ``get``) only saves decoding.
+        :meth:`view` over the same ``get``) only saves decoding. With
+        ``envelope_only`` only what holds for every kind is checked (known kind,
+        valid body, fresh nonce, plausible time), not the kind's rules: for a
+        transaction another validator has already checked in full.
         """
         if tx.chain_id != self.genesis.chain_id:
             return TxRejection(
                 "wrong_chain",
                 f"transaction is for chain {tx.chain_id}, not {self.genesis.chain_id}",
             )
+        if envelope_only:
+            try:
+                check_envelope(State(get, view), tx, now_ms)
+            except Rejected as exc:
+                return TxRejection(exc.code, exc.message)
+            return None
         outcome = self._run(get, tx, CHECK_HEIGHT, now_ms, parent=view)
         return outcome if isinstance(outcome, TxRejection) else None
 

@@ -195,8 +195,8 @@ def _target(tx: Tx, body: Body) -> str:
             assert_never(body)
 
 
-def apply_tx(st: State, consortium: Consortium, tx: Tx, height: int, time_ms: int) -> None:
-    """Check ``tx`` against ``st`` and write its effects into ``st``; :class:`Rejected` if not."""
+def check_envelope(st: State, tx: Tx, time_ms: int) -> Body:
+    """What holds for every kind: known kind, valid body, fresh nonce, plausible time."""
     body = parse_body(tx)
     last = st.get(keys.nonce_key(tx.signer))
     last_nonce = -1 if last is None else int.from_bytes(last, "big")
@@ -206,6 +206,12 @@ def apply_tx(st: State, consortium: Consortium, tx: Tx, height: int, time_ms: in
             f"nonce {tx.nonce} is not above the signer's last committed nonce {last_nonce}",
         )
     check_claimed_time(body.time_ms, time_ms)
+    return body
+
+
+def apply_tx(st: State, consortium: Consortium, tx: Tx, height: int, time_ms: int) -> None:
+    """Check ``tx`` against ``st`` and write its effects into ``st``; :class:`Rejected` if not."""
+    body = check_envelope(st, tx, time_ms)
     env = Env(st, consortium, tx, height, time_ms, body.reason, body.time_ms, _target(tx, body))
     match body:
         case MemberEnroll():

@@ -46,7 +46,9 @@ def pool_for(state: State, limits: MempoolLimits | None = None) -> Mempool:
         CHAIN,
         limits or MempoolLimits(),
         state.get,
-        admission=lambda tx: REGISTRY.check(state.get, tx, now_ms()),
+        admission=lambda tx, from_peer: REGISTRY.check(
+            state.get, tx, now_ms(), envelope_only=from_peer
+        ),
     )
 
 
@@ -147,3 +149,22 @@ def test_each_signature_is_verified_once(monkeypatch: pytest.MonkeyPatch) -> Non
     pool.add(gossiped)
     assert pool.signature_ok(gossiped)
     assert calls == [admitted.hash]
+
+
+def test_a_gossiped_transaction_gets_the_envelope_checks_only() -> None:
+    """A validator already checked every rule; the receiver checks kind, body, nonce
+    and time, and leaves the rules to execution (a failure there drops it)."""
+    state = State()
+    pool = pool_for(state)
+    # An enrolment by the wrong site's admin breaks a rule, not the envelope.
+    wrong_site = enroll_tx(admin_key(1), 1, chain_id=CHAIN, site="site0", time_ms=CLAIMED_MS)
+    with pytest.raises(Rejected, match="not_site_admin"):
+        pool.add(wrong_site)
+    pool.add(wrong_site, from_peer=True)
+    assert wrong_site.hash in pool
+    stale = enroll_tx(admin_key(1), 2, chain_id=CHAIN, site="site1", time_ms=1)
+    with pytest.raises(Rejected, match="time_too_old"):
+        pool.add(stale, from_peer=True)
+    unknown = dataclasses.replace(tx(admin_key(2), 1, kind="nope"))
+    with pytest.raises(Rejected, match="unknown_kind"):
+        pool.add(unknown, from_peer=True)
