@@ -53,8 +53,32 @@ async def _send(
         record["error"] = type(exc).__name__
 
 
+async def _send_batch(
+    session: aiohttp.ClientSession, url: str, txs: list[str], records: list[dict[str, Any]]
+) -> None:
+    body = json.dumps({"txs": txs}).encode()
+    try:
+        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+            answer = await r.json()
+            for record, result in zip(records, answer.get("results", []), strict=False):
+                if "error" in result:
+                    record["status"], record["error"] = 400, result["error"]["code"]
+                else:
+                    record["status"] = 202
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        for record in records:
+            record["status"], record["error"] = 0, type(exc).__name__
+
+
 async def run(
-    txs: list[str], hashes: list[str], rate: float, rpcs: list[str], *, events: str, drain_s: float
+    txs: list[str],
+    hashes: list[str],
+    rate: float,
+    rpcs: list[str],
+    *,
+    events: str,
+    drain_s: float,
+    batch_ms: float = 0.0,
 ) -> dict[str, Any]:
     commits: dict[str, float] = {}
     blocks: list[dict[str, Any]] = []
@@ -66,9 +90,34 @@ async def run(
     pending: set[asyncio.Task[None]] = set()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = time.monotonic()
+        if batch_ms > 0:  # every tick, each node gets the transactions now due, in one request
+            i = 0
+            while i < len(txs):
+                await asyncio.sleep(batch_ms / 1000)
+                due = min(len(txs), int((time.monotonic() - start) * rate) + 1)
+                groups: dict[int, list[int]] = {}
+                for j in range(i, due):
+                    groups.setdefault(j % len(rpcs), []).append(j)
+                now = time.monotonic()
+                for node, indices in groups.items():
+                    for j in indices:
+                        records[j]["sent"] = now
+                    task = asyncio.create_task(
+                        _send_batch(
+                            session,
+                            rpcs[node] + "/v1/txs/batch",
+                            [txs[j] for j in indices],
+                            [records[j] for j in indices],
+                        )
+                    )
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                i = due
         for i, (tx, record) in enumerate(zip(txs, records, strict=True)):
-            due = start + i / rate
-            delay = due - time.monotonic()
+            if batch_ms > 0:
+                break
+            send_at = start + i / rate
+            delay = send_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             record["sent"] = time.monotonic()
@@ -100,11 +149,20 @@ def main() -> None:
     parser.add_argument("--events", required=True)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--drain", type=float, default=10.0)
+    parser.add_argument("--batch-ms", type=float, default=0.0)
     args = parser.parse_args()
     lines = [line.split() for line in args.txs.read_text().splitlines() if line]
     hashes, txs = [h for h, _ in lines], [t for _, t in lines]
     result = asyncio.run(
-        run(txs, hashes, args.rate, args.rpc, events=args.events, drain_s=args.drain)
+        run(
+            txs,
+            hashes,
+            args.rate,
+            args.rpc,
+            events=args.events,
+            drain_s=args.drain,
+            batch_ms=args.batch_ms,
+        )
     )
     args.out.write_text(json.dumps(result))
 

@@ -232,7 +232,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def measure(
-    net: Network, work: Workload, rate: float, duration: float, tmp: Path
+    net: Network, work: Workload, rate: float, duration: float, tmp: Path, *, batch_ms: float = 0.0
 ) -> dict[str, Any]:
     net.settle()
     count = max(1, int(rate * duration))
@@ -258,6 +258,8 @@ def measure(
             str(out),
             "--drain",
             "10",
+            "--batch-ms",
+            str(batch_ms),
         ],
         check=True,
         cwd=ROOT,
@@ -279,6 +281,7 @@ def measure(
     cpu = [(a - b) for a, b in zip(after["cpu"], before["cpu"], strict=True)]
     return {
         "offered_tx_s": rate,
+        "batch_ms": batch_ms,
         "sent": len(records),
         "committed": len(committed),
         "committed_tx_s": len(committed) / span,
@@ -372,6 +375,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--payload", type=int, default=400)
     parser.add_argument("--no-raft", action="store_true")
+    parser.add_argument(
+        "--batch-ms",
+        type=float,
+        default=0.0,
+        help="Send each node the transactions due every N ms in one /v1/txs/batch request "
+        "(bulk import) instead of one request per transaction (default).",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
@@ -386,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.sweep:
                 rates = [250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0]
             for rate in rates:
-                row = measure(net, work, rate, args.duration, tmp)
+                row = measure(net, work, rate, args.duration, tmp, batch_ms=args.batch_ms)
                 rows.append(row)
                 print(_row(row), flush=True)
                 if args.sweep and (
@@ -397,7 +407,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if args.sweep:
                 print(f"saturation: {saturation:.0f} tx/s; latency at fixed fractions of it:")
                 for fraction in (0.25, 0.5, 0.9):
-                    row = measure(net, work, saturation * fraction, args.duration, tmp)
+                    row = measure(
+                        net, work, saturation * fraction, args.duration, tmp, batch_ms=args.batch_ms
+                    )
                     row["fraction_of_saturation"] = fraction
                     rows.append(row)
                     print(_row(row), flush=True)

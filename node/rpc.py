@@ -29,6 +29,8 @@ log = logging.getLogger("radledger.rpc")
 DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
 #: Longest ``?wait=commit`` may hold a request, in milliseconds.
 DEFAULT_MAX_WAIT_MS: Final = 30_000
+#: Transactions in one /v1/txs/batch request (the body size limit applies too).
+MAX_BATCH_TXS: Final = 1000
 
 _REJECTION_STATUS: Final = {
     "tx_too_large": 413,
@@ -140,7 +142,12 @@ class Rpc:
         self.max_wait_ms = max_wait_ms
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._middleware])
         if writes:
-            self.app.add_routes([web.post("/v1/txs", self.submit_tx)])
+            self.app.add_routes(
+                [
+                    web.post("/v1/txs", self.submit_tx),
+                    web.post("/v1/txs/batch", self.submit_batch),
+                ]
+            )
         if not reads:
             return
         self.app.add_routes(
@@ -216,6 +223,42 @@ class Rpc:
                 )
             return web.json_response({"hash": tx.hash.hex(), "status": "pending"}, status=202)
         return web.json_response({"hash": tx.hash.hex(), "status": "admitted"}, status=202)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """Many independent transactions in one request (bulk importers, load).
+
+        Each is admitted or refused on its own, in order; the answer lists every
+        outcome. No waiting for commits: poll ``GET /v1/txs/{hash}`` or follow
+        ``/v1/events``.
+        """
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, "malformed_json", f"body is not JSON: {exc.msg}") from None
+        items = body.get("txs") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ApiError(400, "invalid_request", 'body must be {"txs": ["<hex>", ...]}')
+        if not 1 <= len(items) <= MAX_BATCH_TXS:
+            raise ApiError(
+                400, "invalid_request", f"a batch holds 1 to {MAX_BATCH_TXS} transactions"
+            )
+        results: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                tx = Tx.decode(_hex(item, "tx"))
+            except (DecodeError, ApiError) as exc:
+                code = exc.code if isinstance(exc, ApiError) else "malformed_tx"
+                results.append({"error": {"code": code, "message": str(exc)}})
+                continue
+            try:
+                self.node.admit(tx)
+            except Rejected as exc:
+                results.append(
+                    {"hash": tx.hash.hex(), "error": {"code": exc.code, "message": exc.message}}
+                )
+                continue
+            results.append({"hash": tx.hash.hex(), "status": "admitted"})
+        return web.json_response({"results": results})
 
     async def get_tx(self, request: web.Request) -> web.Response:
         tx_hash = _hex(request.match_info["hash"], "hash", 32)
@@ -461,6 +504,34 @@ OPENAPI: Final[dict[str, Any]] = {
                                         "type": "string",
                                         "description": "hex of the canonical encoding "
                                         "(docs/PROTOCOL.md)",
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/v1/txs/batch": {
+            "post": _op(
+                "Submit many signed transactions; each is admitted or refused on its own",
+                {
+                    "200": "results: per transaction, its hash and status, or its error",
+                    "400": "malformed_json, invalid_request",
+                    "413": "body_too_large",
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["txs"],
+                                "properties": {
+                                    "txs": {
+                                        "type": "array",
+                                        "maxItems": 1000,
+                                        "items": {"type": "string"},
                                     }
                                 },
                             }

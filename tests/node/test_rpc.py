@@ -155,3 +155,24 @@ async def test_reads_and_writes_can_listen_apart(
     finally:
         await writes.close()
         await reads.close()
+
+
+async def test_a_batch_admits_each_transaction_on_its_own(
+    node: NodeRuntime, admins: list[SigningKey]
+) -> None:
+    client = await client_for(Rpc(node))
+    try:
+        good = enroll(admins[3], 3, 1)
+        stranger = enroll_tx(SigningKey.generate(), 1, chain_id=CHAIN)
+        body = json.dumps({"txs": [good.encode().hex(), "zz", stranger.encode().hex()]})
+        response = await client.post("/v1/txs/batch", data=body)
+        assert response.status == 200
+        results = (await response.json())["results"]
+        assert results[0] == {"hash": good.hash.hex(), "status": "admitted"}
+        assert results[1]["error"]["code"] == "invalid_hex"
+        assert results[2]["error"]["code"] == "not_site_admin"
+        assert good.hash in node.mempool
+        for bad in ("[]", '{"txs": []}', '{"txs": [1]}', "not json"):
+            assert (await client.post("/v1/txs/batch", data=bad)).status == 400
+    finally:
+        await client.close()
