@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Final
 
 from ledger.genesis import NAME_PATTERN
 from ledger.keys import PUBLIC_KEY_BYTES
-from ledger.types import MAX_TX_BYTES
+from ledger.types import MAX_BLOCK_TXS, MAX_TX_BYTES
 from p2p.config import Limits as PeerLimits
 from p2p.config import PeerAddress, split_address
 
@@ -384,6 +384,7 @@ class ConsensusSection(Section):
     max_batch_delay_ms: int = option(50, IntSpec(0, 60_000))
     create_empty_blocks: bool = option(True, BoolSpec())
     empty_block_interval_ms: int = option(1_000, IntSpec(1, _DAY_MS))
+    max_block_txs: int = option(1_000, IntSpec(1, MAX_BLOCK_TXS))
 
 
 @dataclass(frozen=True, slots=True)

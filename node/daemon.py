@@ -152,6 +152,7 @@ async def run_node(home: Home) -> int:
             max_batch_delay_ms=config.consensus.max_batch_delay_ms,
             empty_block_interval_ms=idle_ms,
             create_empty_blocks=config.consensus.create_empty_blocks,
+            max_block_txs=config.consensus.max_block_txs,
         ),
     )
     runners: list[web.AppRunner] = []

@@ -79,6 +79,10 @@ class BlockPolicy:
     #: False: propose only when transactions wait, and let replicas time out
     #: only while work is pending (``ReplicaConfig.wait_for_work``).
     create_empty_blocks: bool = True
+    #: The most transactions this node puts in a block it proposes (the genesis
+    #: ``max_block_txs`` is what a valid block may hold; this keeps blocks small
+    #: enough to validate well within the view timeout when the pool is full).
+    max_block_txs: int = 1_000
 
 
 class Subscription:
@@ -294,7 +298,9 @@ class NodeRuntime:
         if len(self.mempool):
             await asyncio.sleep(policy.max_batch_delay_ms / 1000)
         params = self.genesis.params
-        txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes - 64 * 1024)
+        txs = self.mempool.reap(
+            min(params.max_block_txs, policy.max_block_txs), params.max_block_bytes - 64 * 1024
+        )
         context = app.BlockContext(request.height, max(request.min_time_ms, self.now_ms()))
         writes, outcome = self.registry.execute(self.store.get, txs, context, self._view)
         refused = [(tx, r) for tx, r in zip(txs, outcome, strict=True) if r is not None]
