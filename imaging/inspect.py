@@ -143,8 +143,13 @@ def _uid(ds: Dataset, keyword: str) -> str:
 
 
 def _code(ds: Dataset, keyword: str) -> str:
-    """A coded string, or "" when it is not a plain code (free text never leaves)."""
-    value = _text(ds, keyword).upper()
+    """The value if it is a DICOM code string as stored, else "" (free text never leaves).
+
+    Nothing is normalised: upper-casing ``"John Smith"`` would make it a valid
+    code string, so a value in lower or mixed case (even ``"Chest"``) is left out
+    rather than guessed at. Only the padding DICOM itself allows is trimmed.
+    """
+    value = _text(ds, keyword)
     return value if _CS.fullmatch(value) else ""
 
 

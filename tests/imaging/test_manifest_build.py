@@ -268,12 +268,35 @@ def test_summary_combines_instances_conservatively() -> None:
 def test_free_text_never_reaches_the_summary() -> None:
     ds = ct()
     ds.BodyPartExamined = "Left knee of J. Doe"
-    ds.Modality = "ct"  # lower case is still the code CT
+    ds.Modality = "ct"  # not a code string as stored: left out, not upper-cased
     instance = inspect_bytes(save(ds))
     assert instance.body_part == ""
-    assert instance.modality == "CT"
+    assert instance.modality == ""
     summary = summarise([instance])
-    assert (summary.modality, summary.body_part) == ("CT", "")
+    assert (summary.modality, summary.body_part) == ("", "")
+
+
+@pytest.mark.filterwarnings("ignore:The value length")
+@pytest.mark.parametrize(
+    "value",
+    ["John Smith", "Jones", "Chest", "chest", "CHEST, LEFT", "A" * 17, "CT\\MR", "JOHN\tSMITH"],
+)
+def test_only_values_that_are_code_strings_as_stored_reach_the_summary(value: str) -> None:
+    """A name upper-cases into a valid code string, so nothing is upper-cased: a value
+    that is not upper case, digits, space and underscore (at most 16) is left out."""
+    ds = ct()
+    ds.BodyPartExamined = value
+    ds.Modality = value
+    summary = summarise([inspect_bytes(save(ds))])
+    assert (summary.modality, summary.body_part) == ("", "")
+
+
+def test_a_code_string_with_its_dicom_padding_reaches_the_summary() -> None:
+    ds = ct()
+    ds.BodyPartExamined = "CHEST "
+    ds.Modality = "CT"
+    summary = summarise([inspect_bytes(save(ds))])
+    assert (summary.modality, summary.body_part) == ("CT", "CHEST")
 
 
 def _summary(**changes: object) -> SeriesSummary:
