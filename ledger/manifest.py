@@ -19,8 +19,10 @@ this module and nothing of each other, so the rules live once, here.
   for names, IDs, dates, free text or image bytes, and the patterns below
   refuse anything that is not a coded value.
 
-docs/FINGERPRINT.md specifies every byte; ``tests/test_manifest.py`` pins the
-encodings with vectors.
+docs/FINGERPRINT.md specifies every byte; ``tests/imaging/test_manifest_build.py``
+pins the encodings (leaves, series entries and summaries, with the RFC 6962 roots
+rederived from hashlib) and ``tests/test_fingerprint_doc.py`` checks the document's
+vectors.
 """
 
 from __future__ import annotations
