@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ def read_dataset(data: bytes) -> Dataset:
         except EOFError as exc:
             raise TruncatedError(f"the file ends early: {exc}") from None
         except Exception as exc:
-            text = _describe(exc)
+            text = describe(exc)
             if any(hint in text for hint in _TRUNCATION_HINTS):
                 raise TruncatedError(f"the file ends early: {text}") from None
             raise MalformedError(f"cannot parse the dataset: {text}") from None
@@ -141,7 +142,7 @@ def read_dataset(data: bytes) -> Dataset:
     except ImagingError:
         raise
     except Exception as exc:  # pydicom converts lazily and raises many types on damage
-        raise MalformedError(f"cannot parse the dataset: {_describe(exc)}") from None
+        raise MalformedError(f"cannot parse the dataset: {describe(exc)}") from None
     return ds
 
 
@@ -287,7 +288,7 @@ def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
     except ImagingError:
         raise
     except Exception as exc:
-        text = _describe(exc)
+        text = describe(exc)
         if "less than expected" in text or "end of file" in text.lower():
             raise TruncatedError(f"the pixel data is shorter than declared: {text}") from None
         raise UndecodablePixelsError(f"the pixel data cannot be decoded: {text}") from None
@@ -393,13 +394,30 @@ def _get(ds: Dataset, keyword: str, default: Any = None) -> Any:
     try:
         value = ds.get(keyword, default)
     except Exception as exc:
-        raise MalformedError(f"{keyword} cannot be read: {_describe(exc)}") from None
+        raise MalformedError(f"{keyword} cannot be read: {describe(exc)}") from None
     return default if value is None or value == "" else value
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+#: The longest reason an error message carries (a decoder may explain at length).
+MAX_REASON_CHARS: Final = 400
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most :data:`MAX_REASON_CHARS` characters.
+
+    Every line is kept: pydicom puts the reason on the lines after the first
+    ("Unable to decode as exceptions were raised by all available plugins:" then
+    one line per plugin). Runs of whitespace and control characters become one
+    space, so a message is always a single printable line.
+    """
+    text = " ".join(_CONTROL.sub(" ", str(exc)).split())
+    out = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if len(out) > MAX_REASON_CHARS:
+        out = out[: MAX_REASON_CHARS - 3].rstrip() + "..."
+    return out
+
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def read_file(path: str | Path) -> bytes:
@@ -425,7 +443,7 @@ def fingerprint_dataset(ds: Dataset, data: bytes) -> tuple[Fingerprint, PixelInf
     except ImagingError:
         raise
     except Exception as exc:  # value conversion of damaged elements
-        raise MalformedError(f"an attribute cannot be read: {_describe(exc)}") from None
+        raise MalformedError(f"an attribute cannot be read: {describe(exc)}") from None
     pixel, info = (None, None) if pixels is None else pixels
     return Fingerprint(uid, pixel, meta, file_digest(data)), info
 

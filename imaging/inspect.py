@@ -19,7 +19,13 @@ from pydicom.dataset import Dataset
 
 from imaging import deid
 from imaging.errors import ImagingError, MalformedError
-from imaging.fingerprint import Fingerprint, fingerprint_dataset, read_dataset, read_file
+from imaging.fingerprint import (
+    Fingerprint,
+    describe,
+    fingerprint_dataset,
+    read_dataset,
+    read_file,
+)
 from ledger.manifest import (
     CS_PATTERN,
     UID_MAX_LEN,
@@ -126,7 +132,7 @@ def inspect_safely(path: str, policy: deid.GatePolicy) -> Instance | Problem:
     except ImagingError as exc:
         return Problem(path, exc.code, exc.message)
     except Exception as exc:
-        return Problem(path, MalformedError.code, f"cannot read the dataset: {exc!r}")
+        return Problem(path, MalformedError.code, f"cannot read the dataset: {describe(exc)}")
 
 
 def _text(ds: Dataset, keyword: str) -> str:

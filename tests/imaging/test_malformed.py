@@ -16,7 +16,13 @@ import pytest
 
 from imaging.deid import GatePolicy
 from imaging.errors import ImagingError
-from imaging.fingerprint import fingerprint_bytes, fingerprint_file, read_file
+from imaging.fingerprint import (
+    MAX_REASON_CHARS,
+    describe,
+    fingerprint_bytes,
+    fingerprint_file,
+    read_file,
+)
 from imaging.inspect import Problem, inspect_bytes, inspect_safely
 from imaging.scan import scan
 from tests.imaging.conftest import (
@@ -288,6 +294,29 @@ def test_a_corrupt_jpeg_2000_codestream_is_undecodable(at: int, size: int) -> No
     for index in range(start + at, start + at + size):
         data[index] ^= 0x5A
     assert _error(bytes(data)).code in {"undecodable_pixels", "truncated"}
+
+
+def test_a_decoder_failure_keeps_the_decoders_reason_on_one_line() -> None:
+    """pydicom puts the reason on the lines after "...raised by all available plugins:"."""
+    data = bytearray(bundled_bytes("MR_small_jp2klossless.dcm"))
+    start = data.index(b"\xff\x4f\xff\x51")
+    for index in range(start, start + 4):
+        data[index] ^= 0x5A
+    error = _error(bytes(data))
+    assert error.code == "undecodable_pixels"
+    assert "all available plugins: pylibjpeg: " in error.message
+    assert not error.message.rstrip().endswith(":")
+    assert "\n" not in error.message
+
+
+def test_an_error_description_is_one_bounded_printable_line() -> None:
+    many = RuntimeError("first line:\n  plugin a: bad\r\n\tplugin b:\x1b[31m worse\n\n")
+    assert describe(many) == "RuntimeError: first line: plugin a: bad plugin b: [31m worse"
+    long = describe(ValueError("x" * 10_000))
+    assert len(long) == MAX_REASON_CHARS
+    assert long.startswith("ValueError: xxx")
+    assert long.endswith("...")
+    assert describe(KeyError()) == "KeyError"
 
 
 def test_a_transfer_syntax_without_decoder_is_undecodable() -> None:
