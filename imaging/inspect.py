@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from pydicom import uid as syntaxes
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 
-from imaging import deid
+from imaging import deid, jpeg2000
 from imaging.errors import ImagingError, MalformedError
 from imaging.fingerprint import (
     Fingerprint,
@@ -40,10 +42,54 @@ from ledger.manifest import (
 )
 
 _CS: Final = re.compile(CS_PATTERN)
-#: Transfer syntaxes that can only hold lossy data (JPEG baseline and extended,
-#: JPEG-LS near-lossless): such a file is lossy whatever (0028,2110) says.
+#: JPEG XL (1.2.840.10008.1.2.4.112, lossy or lossless) and JPEG XL JPEG
+#: Recompression (.111: a reversible repacking of a lossy JPEG). pydicom 3.0 has
+#: no constants for them yet (nor a decoder, so such files are refused for now).
+JPEG_XL: Final = "1.2.840.10008.1.2.4.112"
+JPEG_XL_JPEG_RECOMPRESSION: Final = "1.2.840.10008.1.2.4.111"
+#: Transfer syntaxes that can only hold lossy data (PS3.5 §8, §10, PS3.6 Table A-1):
+#: every DCT-based JPEG process, retired ones included; JPEG-LS near-lossless;
+#: MPEG-2, MPEG-4 AVC/H.264 and HEVC/H.265, fragmentable variants included;
+#: JPEG XL JPEG Recompression. Such a file is lossy whatever (0028,2110) says.
 LOSSY_TRANSFER_SYNTAXES: Final = frozenset(
-    {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"}
+    {
+        syntaxes.JPEGBaseline8Bit,  # .50, process 1
+        syntaxes.JPEGExtended12Bit,  # .51, processes 2 and 4
+        *(f"1.2.840.10008.1.2.4.{n}" for n in (52, 53, 54, 55, 56, 59, 60, 61, 62, 63, 64)),
+        syntaxes.JPEGLSNearLossless,  # .81
+        syntaxes.MPEG2MPML,
+        syntaxes.MPEG2MPMLF,
+        syntaxes.MPEG2MPHL,
+        syntaxes.MPEG2MPHLF,
+        syntaxes.MPEG4HP41,
+        syntaxes.MPEG4HP41F,
+        syntaxes.MPEG4HP41BD,
+        syntaxes.MPEG4HP41BDF,
+        syntaxes.MPEG4HP422D,
+        syntaxes.MPEG4HP422DF,
+        syntaxes.MPEG4HP423D,
+        syntaxes.MPEG4HP423DF,
+        syntaxes.MPEG4HP42STEREO,
+        syntaxes.MPEG4HP42STEREOF,
+        syntaxes.HEVCMP51,
+        syntaxes.HEVCM10P51,
+        JPEG_XL_JPEG_RECOMPRESSION,
+    }
+)
+#: "Lossy or lossless" syntaxes whose codestream names its wavelet transform:
+#: without (0028,2110), an irreversible (9-7) transform, or a codestream that
+#: cannot be read, makes the instance lossy (imaging/jpeg2000.py).
+JPEG2000_LOSSY_OR_LOSSLESS: Final = frozenset(
+    {syntaxes.JPEG2000, syntaxes.JPEG2000MC, syntaxes.HTJ2K}
+)
+#: Lossless-only JPEG 2000 syntaxes: an irreversible transform in one is lossy anyway.
+JPEG2000_LOSSLESS_ONLY: Final = frozenset(
+    {
+        syntaxes.JPEG2000Lossless,
+        syntaxes.JPEG2000MCLossless,
+        syntaxes.HTJ2KLossless,
+        syntaxes.HTJ2KLosslessRPCL,
+    }
 )
 _UID: Final = re.compile(UID_PATTERN)
 
@@ -118,8 +164,7 @@ def inspect_bytes(
         body_part=_code(ds, "BodyPartExamined"),
         geometry=None if pixels is None else pixels.geometry,
         frames=0 if pixels is None else pixels.frames,
-        lossy=_text(ds, "LossyImageCompression") == "01"
-        or str(ds.file_meta.TransferSyntaxUID) in LOSSY_TRANSFER_SYNTAXES,
+        lossy=is_lossy(ds),
         source_uids=_source_uids(ds),
         gate=gate,
     )
@@ -133,6 +178,35 @@ def inspect_safely(path: str, policy: deid.GatePolicy) -> Instance | Problem:
         return Problem(path, exc.code, exc.message)
     except Exception as exc:
         return Problem(path, MalformedError.code, f"cannot read the dataset: {describe(exc)}")
+
+
+def is_lossy(ds: Dataset) -> bool:
+    """Has this image been through lossy compression, as far as the file can tell?
+
+    Yes when Lossy Image Compression (0028,2110) is ``01``; when the transfer
+    syntax can only be lossy; when a JPEG 2000 or HTJ2K frame uses an
+    irreversible wavelet (whatever the syntax or (0028,2110) claim); and, when
+    (0028,2110) is absent, for a "lossy or lossless" syntax whose codestream
+    cannot be read, and for JPEG XL (its codestream is not read here).
+    """
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    flag = _text(ds, "LossyImageCompression")
+    if flag == "01" or syntax in LOSSY_TRANSFER_SYNTAXES:
+        return True
+    unknown_counts_as_lossy = flag == "" and syntax in JPEG2000_LOSSY_OR_LOSSLESS
+    if syntax in JPEG2000_LOSSY_OR_LOSSLESS or syntax in JPEG2000_LOSSLESS_ONLY:
+        try:
+            return any(jpeg2000.is_irreversible(frame) for frame in _encapsulated_frames(ds))
+        except Exception:  # an unreadable codestream, or encapsulation pydicom refuses
+            return unknown_counts_as_lossy
+    return flag == "" and syntax == JPEG_XL
+
+
+def _encapsulated_frames(ds: Dataset) -> Iterator[bytes]:
+    if "PixelData" not in ds:
+        return
+    frames = int(ds.get("NumberOfFrames") or 1) or 1
+    yield from generate_frames(ds.PixelData, number_of_frames=frames)
 
 
 def _text(ds: Dataset, keyword: str) -> str:

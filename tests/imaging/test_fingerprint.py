@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pydicom
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    UID,
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+)
 
 from imaging.fingerprint import (
     FILE_DOMAIN,
@@ -30,7 +39,7 @@ from imaging.fingerprint import (
     fingerprint_file,
     read_dataset,
 )
-from imaging.inspect import inspect_bytes
+from imaging.inspect import LOSSY_TRANSFER_SYNTAXES, inspect_bytes, is_lossy
 from ledger import codec
 from tests.imaging.conftest import (
     LOSSLESS_SYNTAXES,
@@ -439,6 +448,139 @@ def test_a_lossy_only_transfer_syntax_is_lossy_even_without_the_attribute() -> N
     assert inspect_bytes(save(ds)).lossy
     del ds.LossyImageCompression
     assert inspect_bytes(save(ds)).lossy
+
+
+#: Every transfer syntax PS3.6 Table A-1 lists that can only hold lossy data, written
+#: out here from the standard (not from the code's table).
+ALWAYS_LOSSY: Final = (
+    *(f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 52, 53, 54, 55, 56, 59, 60, 61, 62, 63, 64)),
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.100",  # MPEG2 MP@ML
+    "1.2.840.10008.1.2.4.100.1",
+    "1.2.840.10008.1.2.4.101",  # MPEG2 MP@HL
+    "1.2.840.10008.1.2.4.101.1",
+    *(f"1.2.840.10008.1.2.4.{n}{f}" for n in range(102, 107) for f in ("", ".1")),  # H.264
+    "1.2.840.10008.1.2.4.107",  # HEVC/H.265 Main
+    "1.2.840.10008.1.2.4.108",  # HEVC/H.265 Main 10
+    "1.2.840.10008.1.2.4.111",  # JPEG XL JPEG Recompression (of a lossy JPEG)
+)
+#: Syntaxes that are, or may be, lossless: never lossy by their UID alone.
+NOT_LOSSY_BY_UID: Final = (
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.110",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.203",
+    "1.2.840.10008.1.2.5",
+)
+
+
+def _labelled(syntax: str, flag: str | None) -> Dataset:
+    """A dataset with only a transfer syntax and, unless ``None``, (0028,2110)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
+    if flag is not None:
+        ds.LossyImageCompression = flag
+    return ds
+
+
+@pytest.mark.parametrize("syntax", ALWAYS_LOSSY)
+def test_every_lossy_only_transfer_syntax_is_lossy_whatever_the_attribute_says(
+    syntax: str,
+) -> None:
+    assert syntax in LOSSY_TRANSFER_SYNTAXES
+    for flag in (None, "", "00", "01"):
+        assert is_lossy(_labelled(syntax, flag)), flag
+
+
+@pytest.mark.parametrize("syntax", NOT_LOSSY_BY_UID)
+def test_a_syntax_that_may_be_lossless_follows_the_attribute(syntax: str) -> None:
+    assert syntax not in LOSSY_TRANSFER_SYNTAXES
+    assert is_lossy(_labelled(syntax, "01"))
+    assert not is_lossy(_labelled(syntax, "00"))
+
+
+def test_jpeg_xl_without_the_attribute_counts_as_lossy() -> None:
+    """Its codestream is not read here, so "may be lossy" and unstated is lossy."""
+    assert is_lossy(_labelled("1.2.840.10008.1.2.4.112", None))
+    assert not is_lossy(_labelled("1.2.840.10008.1.2.4.112", "00"))
+    assert not is_lossy(_labelled("1.2.840.10008.1.2.4.110", None))  # JPEG XL Lossless
+
+
+def _without_flag(name: str) -> bytes:
+    ds = read(bundled_bytes(name))
+    if "LossyImageCompression" in ds:
+        del ds.LossyImageCompression
+    return save(ds)
+
+
+@pytest.mark.parametrize(
+    ("name", "lossy"),
+    [
+        ("JPEG2000.dcm", True),  # .91, 9-7 irreversible
+        ("SC_rgb_gdcm_KY.dcm", False),  # .91, 5-3 reversible
+        ("MR_small_jp2klossless.dcm", False),  # .90
+        ("examples_jpeg2k.dcm", False),  # .90
+    ],
+)
+def test_bundled_jpeg_2000_without_the_attribute_is_judged_by_its_codestream(
+    name: str, lossy: bool
+) -> None:
+    assert inspect_bytes(_without_flag(name)).lossy is lossy
+
+
+def test_the_attribute_saying_lossy_wins_over_a_reversible_codestream() -> None:
+    """693_J2KI.dcm is 5-3 reversible with layers dropped: only (0028,2110) = 01 tells."""
+    ds = read(bundled_bytes("693_J2KI.dcm"))
+    assert ds.LossyImageCompression == "01"
+    assert inspect_bytes(bundled_bytes("693_J2KI.dcm")).lossy
+
+
+def _lossy_jpeg_2000(ds: Dataset) -> Dataset:
+    lossy = copy.deepcopy(ds)
+    compress: Any = lossy.compress
+    try:
+        compress(JPEG2000, generate_instance_uid=False, j2k_cr=[40])
+    except Exception as exc:
+        pytest.skip(f"pydicom cannot encode lossy JPEG 2000 here: {exc}")
+    assert "LossyImageCompression" not in lossy  # pydicom does not set it: the case at hand
+    return lossy
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000, HTJ2K, JPEG2000Lossless, HTJ2KLossless])
+def test_an_irreversible_codestream_is_lossy_in_any_jpeg_2000_syntax(syntax: str) -> None:
+    lossy = _lossy_jpeg_2000(ct(rows=64, columns=64))
+    lossy.file_meta.TransferSyntaxUID = UID(syntax)
+    assert inspect_bytes(save(lossy)).lossy
+    lossy.LossyImageCompression = "00"  # a wrong attribute does not hide it
+    assert inspect_bytes(save(lossy)).lossy
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000, HTJ2K])
+def test_a_reversible_codestream_in_a_lossy_or_lossless_syntax_is_lossless(syntax: str) -> None:
+    ds = ct(rows=64, columns=64)
+    lossless = read(encode(ds, "jpeg2000"))
+    lossless.file_meta.TransferSyntaxUID = UID(syntax)
+    instance = inspect_bytes(save(lossless))
+    assert not instance.lossy
+    assert instance.fingerprint.pixel == _pixel(save(ds))
+
+
+def test_an_unreadable_codestream_in_a_lossy_or_lossless_syntax_counts_as_lossy() -> None:
+    ds = _labelled(str(JPEG2000), None)
+    ds.NumberOfFrames = 1
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    assert is_lossy(ds)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless  # lossless only: trusted
+    assert not is_lossy(ds)
 
 
 # --------------------------------------------------------------------------- records
