@@ -25,6 +25,10 @@ relaxation is recorded on chain with the registration):
 ``signatures``
     No Digital Signatures Sequence (FFFA,FFFA) or MAC Parameters Sequence
     (4FFE,0001): signatures over identifying data cannot survive de-identification.
+``retained-uids``
+    Code 113110 (Retain UIDs Option) is not listed: with it the de-identifier
+    kept the original Study, Series and SOP Instance UIDs, which would then go
+    on chain in the manifests.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ledger.manifest import DEID_CODE_PATTERN, GATE_CHECKS
 
 CODE_BASIC: Final = "113100"
 CODE_CLEAN_PIXEL: Final = "113101"
+CODE_RETAIN_UIDS: Final = "113110"
 CODE_RETAIN_SAFE_PRIVATE: Final = "113111"
 
 _ORIGINAL_ATTRIBUTES: Final = 0x04000561
@@ -168,6 +173,13 @@ def check(ds: Dataset, policy: GatePolicy = GatePolicy()) -> GateResult:
     if tags & _SIGNATURE_TAGS:
         failed.append(
             Failure("signatures", "digital signatures or MAC parameters remain (FFFA / 4FFE)")
+        )
+    if CODE_RETAIN_UIDS in codes:
+        failed.append(
+            Failure(
+                "retained-uids",
+                "Retain UIDs (113110) is listed: the original UIDs would go on chain",
+            )
         )
     return GateResult(
         identity_removed=removed,

@@ -55,6 +55,7 @@ GATE_CHECKS: Final = (
     "private-tags",
     "original-attributes",
     "signatures",
+    "retained-uids",
 )
 _CHECK_PATTERN: Final = "|".join(GATE_CHECKS)
 _CS_RE: Final = re.compile(CS_PATTERN)

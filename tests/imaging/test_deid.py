@@ -16,8 +16,8 @@ from pydicom.sequence import Sequence
 from imaging import deid
 from imaging.deid import GatePolicy, GateResult, UnknownCheckError
 from imaging.fingerprint import read_dataset
-from imaging.inspect import inspect_bytes, inspect_file
-from ledger.manifest import GATE_CHECKS
+from imaging.inspect import inspect_bytes, inspect_file, summarise
+from ledger.manifest import GATE_CHECKS, SUMMARY_SCHEMA
 from tests.imaging.conftest import bundled, bundled_bytes, ct, encode, save
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # rtdose.dcm's UIDs
@@ -182,8 +182,31 @@ def test_signatures_are_refused(keyword: str) -> None:
     assert _checks(_gate(ds)) == ["signatures"]
 
 
+def test_retained_uids_are_refused() -> None:
+    """PS3.15 E.3.9: with the Retain UIDs option the original UIDs stay in the file."""
+    result = _gate(ct(method_codes=("113100", "113110")))
+    assert _checks(result) == ["retained-uids"]
+    assert "113110" in result.failures[0].reason
+    # Only the DCM code counts, as for every other option.
+    ds = ct()
+    ds.DeidentificationMethodCodeSequence.append(_code("113110", "99LOCAL"))
+    assert _gate(ds).passed
+
+
+def test_relaxed_retained_uids_are_recorded_in_the_summary() -> None:
+    instance = inspect_bytes(
+        save(ct(method_codes=("113100", "113110"))), policy=GatePolicy.relaxing(["retained-uids"])
+    )
+    assert instance.gate.passed
+    assert [w.check for w in instance.gate.waived] == ["retained-uids"]
+    summary = summarise([instance])
+    assert summary.deid.relaxed == ("retained-uids",)
+    assert summary.deid.codes == ("113100", "113110")
+    assert SUMMARY_SCHEMA.decode(SUMMARY_SCHEMA.encode(summary)) == summary
+
+
 def test_every_failed_check_is_reported() -> None:
-    ds = ct(identity_removed=False, method_codes=(), burned_in="YES")
+    ds = ct(identity_removed=False, method_codes=("113110",), burned_in="YES")
     _add_private(ds)
     kept = Dataset()
     kept.PatientName = "REAL^NAME"
