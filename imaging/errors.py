@@ -49,6 +49,23 @@ class UndecodablePixelsError(ImagingError):
     code = "undecodable_pixels"
 
 
+class TooLargeError(ImagingError):
+    """The image declares more decoded pixel bytes than the limit, or than its data can hold.
+
+    Checked from Rows, Columns, Samples per Pixel, Number of Frames and Bits
+    Allocated before anything is decoded, so a small file claiming a huge image
+    cannot make the decoder allocate gigabytes.
+    """
+
+    code = "too_large"
+
+
+class WorkerDiedError(ImagingError):
+    """The process reading the file died (killed by a signal, e.g. out of memory)."""
+
+    code = "worker_died"
+
+
 class UnreadableFileError(ImagingError):
     """The operating system refused to read the file."""
 

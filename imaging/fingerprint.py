@@ -41,6 +41,7 @@ from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    RLELossless,
 )
 
 from imaging.canonical import canonical_meta
@@ -49,6 +50,7 @@ from imaging.errors import (
     MalformedError,
     MissingAttributeError,
     NotDicomError,
+    TooLargeError,
     TruncatedError,
     UndecodablePixelsError,
     UnreadableFileError,
@@ -69,6 +71,13 @@ _TRUNCATION_HINTS: Final = (
     "end of file",
 )
 _PIXEL_TAGS: Final = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # (Float/Double Float) Pixel Data
+#: The most decoded pixel bytes one instance may declare (all frames together),
+#: checked before decoding: 2 GiB, above any CT, MR, mammography or tomosynthesis
+#: instance, and a bound on what one worker process allocates for one frame.
+DEFAULT_MAX_PIXEL_BYTES: Final = 2 * 1024**3
+#: RLE (PS3.5 G.3.1) turns at best 2 bytes into 128 (a replicate run), so the
+#: decoded frames can never be more than 64 times the encoded pixel data.
+RLE_MAX_RATIO: Final = 64
 _UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 
 
@@ -240,8 +249,14 @@ def has_pixels(ds: Dataset) -> bool:
     return any(tag in ds for tag in _PIXEL_TAGS)
 
 
-def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
-    """The pixel digest and the layout it binds, or ``None`` without pixel data."""
+def pixel_digest(
+    ds: Dataset, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES
+) -> tuple[bytes, PixelInfo] | None:
+    """The pixel digest and the layout it binds, or ``None`` without pixel data.
+
+    Raises :class:`TooLargeError`, before decoding anything, if the declared
+    frames need more than ``max_pixel_bytes`` decoded (see :func:`check_size`).
+    """
     if not has_pixels(ds):
         if any(tag in ds for tag in _IMAGE_PIXEL_TAGS) or _is_image_class(ds):
             raise TruncatedError("this is an image but its pixel data is missing")
@@ -254,6 +269,7 @@ def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
     representation = _uint(ds, "PixelRepresentation", 0)
     frames = _uint(ds, "NumberOfFrames", 1) or 1
     transfer_syntax = ds.file_meta.TransferSyntaxUID
+    check_size(ds, (rows, columns, samples, frames), bits_allocated, max_pixel_bytes)
     digest = hashlib.sha256(PIXEL_DOMAIN)
     photometric = ""
     expected = rows * columns * samples
@@ -296,6 +312,62 @@ def pixel_digest(ds: Dataset) -> tuple[bytes, PixelInfo] | None:
         raise UndecodablePixelsError(f"decoded {decoded_frames} frames, expected {frames}")
     geometry = Geometry(rows, columns, samples, bits_allocated, bits_stored, photometric)
     return digest.digest(), PixelInfo(geometry, frames)
+
+
+def check_size(
+    ds: Dataset, shape: tuple[int, int, int, int], bits_allocated: int, max_pixel_bytes: int
+) -> None:
+    """Refuse, before any decoding, an image whose declared size cannot be right or is too big.
+
+    The decoded size is Rows x Columns x Samples per Pixel x Number of Frames
+    samples of Bits Allocated / 8 bytes (one byte per pixel for 1-bit data, which
+    is unpacked). It must not exceed ``max_pixel_bytes``; native (uncompressed)
+    pixel data must hold at least the bytes the frames need as stored; RLE data
+    cannot decode to more than :data:`RLE_MAX_RATIO` times its own length.
+    """
+    rows, columns, samples, frames = shape
+    sample_bytes = max(1, -(-bits_allocated // 8))
+    decoded = rows * columns * samples * frames * sample_bytes
+    declared = (
+        f"{rows} x {columns} x {samples} sample(s) x {frames} frame(s) x {sample_bytes} byte(s)"
+    )
+    if decoded > max_pixel_bytes:
+        raise TooLargeError(
+            f"the image declares {declared} = {_size(decoded)} decoded, more than the limit of "
+            f"{_size(max_pixel_bytes)} per instance (--max-pixel-bytes)"
+        )
+    syntax = ds.file_meta.TransferSyntaxUID
+    tag = next(t for t in _PIXEL_TAGS if t in ds)
+    stored = _stored_length(ds, tag)
+    if stored is None:
+        return
+    if not syntax.is_encapsulated:
+        needed = -(-rows * columns * samples * frames * bits_allocated // 8)
+        if stored < needed:
+            raise TruncatedError(
+                f"the pixel data holds {stored} bytes, less than expected ({needed}) "
+                f"for {rows} x {columns} x {samples} sample(s) x {frames} frame(s) "
+                f"of {bits_allocated} bits"
+            )
+    elif syntax == RLELossless and decoded > RLE_MAX_RATIO * stored:
+        raise TooLargeError(
+            f"the image declares {declared} = {_size(decoded)} decoded, but {stored} bytes of RLE "
+            f"data can hold at most {_size(RLE_MAX_RATIO * stored)}"
+        )
+
+
+def _stored_length(ds: Dataset, tag: int) -> int | None:
+    """The pixel data's length in the file, without converting the element."""
+    raw: object = ds.get_item(tag)
+    value = raw.value if isinstance(raw, RawDataElement) else getattr(raw, "value", None)
+    return len(value) if isinstance(value, bytes | bytearray | memoryview) else None
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
 
 
 _NATIVE_LE_SYNTAXES: Final = frozenset(
@@ -429,17 +501,19 @@ def read_file(path: str | Path) -> bytes:
         raise UnreadableFileError(f"cannot read: {exc.strerror or exc}") from None
 
 
-def fingerprint_bytes(data: bytes) -> Fingerprint:
+def fingerprint_bytes(data: bytes, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> Fingerprint:
     """The three digests of a file held in memory."""
     ds = read_dataset(data)
-    return fingerprint_dataset(ds, data)[0]
+    return fingerprint_dataset(ds, data, max_pixel_bytes)[0]
 
 
-def fingerprint_dataset(ds: Dataset, data: bytes) -> tuple[Fingerprint, PixelInfo | None]:
+def fingerprint_dataset(
+    ds: Dataset, data: bytes, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES
+) -> tuple[Fingerprint, PixelInfo | None]:
     try:
         uid = sop_instance_uid(ds)
         meta = meta_digest(ds)
-        pixels = pixel_digest(ds)
+        pixels = pixel_digest(ds, max_pixel_bytes)
     except ImagingError:
         raise
     except Exception as exc:  # value conversion of damaged elements
@@ -448,5 +522,7 @@ def fingerprint_dataset(ds: Dataset, data: bytes) -> tuple[Fingerprint, PixelInf
     return Fingerprint(uid, pixel, meta, file_digest(data)), info
 
 
-def fingerprint_file(path: str | Path) -> Fingerprint:
-    return fingerprint_bytes(read_file(path))
+def fingerprint_file(
+    path: str | Path, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES
+) -> Fingerprint:
+    return fingerprint_bytes(read_file(path), max_pixel_bytes)

@@ -22,6 +22,7 @@ from pydicom.encaps import generate_frames
 from imaging import deid, jpeg2000
 from imaging.errors import ImagingError, MalformedError
 from imaging.fingerprint import (
+    DEFAULT_MAX_PIXEL_BYTES,
     Fingerprint,
     describe,
     fingerprint_dataset,
@@ -135,22 +136,28 @@ class Problem:
         return {"path": self.path, "error": self.code, "message": self.message}
 
 
-def inspect_file(path: str | Path, policy: deid.GatePolicy = deid.GatePolicy()) -> Instance:  # noqa: B008
+def inspect_file(
+    path: str | Path,
+    policy: deid.GatePolicy = deid.GatePolicy(),  # noqa: B008
+    max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
+) -> Instance:
     data = read_file(path)
-    return inspect_bytes(data, str(path), policy)
+    return inspect_bytes(data, str(path), policy, max_pixel_bytes)
 
 
 def inspect_bytes(
     data: bytes,
     path: str = "<memory>",
     policy: deid.GatePolicy = deid.GatePolicy(),  # noqa: B008
+    max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
 ) -> Instance:
     ds = read_dataset(data)
     with warnings.catch_warnings():
         # pydicom warns about benign oddities (excess padding, odd VRs); the digests
         # are defined regardless, and real damage raises a typed error instead.
         warnings.simplefilter("ignore")
-        fingerprint, pixels = fingerprint_dataset(ds, data)  # before anything converts values
+        # Before anything converts values:
+        fingerprint, pixels = fingerprint_dataset(ds, data, max_pixel_bytes)
         gate = deid.check(ds, policy)
     return Instance(
         path=path,
@@ -170,10 +177,12 @@ def inspect_bytes(
     )
 
 
-def inspect_safely(path: str, policy: deid.GatePolicy) -> Instance | Problem:
+def inspect_safely(
+    path: str, policy: deid.GatePolicy, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES
+) -> Instance | Problem:
     """:func:`inspect_file`, with every per-file failure returned rather than raised."""
     try:
-        return inspect_file(path, policy)
+        return inspect_file(path, policy, max_pixel_bytes)
     except ImagingError as exc:
         return Problem(path, exc.code, exc.message)
     except Exception as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from imaging.deid import Failure, GatePolicy, UnknownCheckError
+from imaging.fingerprint import DEFAULT_MAX_PIXEL_BYTES
 from imaging.inspect import Instance, Problem
 from imaging.scan import scan, walk
 from ledger.manifest import GATE_CHECKS
@@ -24,12 +25,12 @@ EXIT_FAILED = 1
 
 
 def _results(
-    paths: Sequence[Path], policy: GatePolicy, jobs: int | None
+    paths: Sequence[Path], policy: GatePolicy, jobs: int | None, max_pixel_bytes: int
 ) -> tuple[list[str], Iterator[Instance | Problem]]:
     files = walk(paths)
     if not files:
         raise click.ClickException("no files found under the given paths")
-    return files, scan(files, policy, jobs)
+    return files, scan(files, policy, jobs, max_pixel_bytes)
 
 
 def _report_problem(problem: Problem, as_json: bool) -> None:
@@ -59,13 +60,23 @@ _jobs_option = click.option(
     default=None,
     help="Worker processes (default: one per available core).",
 )
+_max_pixel_bytes_option = click.option(
+    "--max-pixel-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXEL_BYTES,
+    show_default=True,
+    help="Refuse, before decoding, an instance whose declared frames need more decoded bytes.",
+)
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_jobs_option
-def fingerprint(paths: tuple[Path, ...], as_json: bool, jobs: int | None) -> None:
+@_max_pixel_bytes_option
+def fingerprint(
+    paths: tuple[Path, ...], as_json: bool, jobs: int | None, max_pixel_bytes: int
+) -> None:
     """Print the SOP Instance UID and the pixel, meta and file digests of DICOM files.
 
     PATHS are files or folders (walked recursively). The pixel and meta digests
@@ -73,7 +84,7 @@ def fingerprint(paths: tuple[Path, ...], as_json: bool, jobs: int | None) -> Non
     the file digest is of the exact bytes. Exits 1 if any file failed.
     """
     started = time.perf_counter()
-    files, results = _results(paths, GatePolicy(), jobs)
+    files, results = _results(paths, GatePolicy(), jobs, max_pixel_bytes)
     failed = size = 0
     for result in results:
         if isinstance(result, Problem):
@@ -108,7 +119,14 @@ def fingerprint(paths: tuple[Path, ...], as_json: bool, jobs: int | None) -> Non
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_jobs_option
-def gate(paths: tuple[Path, ...], relax: tuple[str, ...], as_json: bool, jobs: int | None) -> None:
+@_max_pixel_bytes_option
+def gate(
+    paths: tuple[Path, ...],
+    relax: tuple[str, ...],
+    as_json: bool,
+    jobs: int | None,
+    max_pixel_bytes: int,
+) -> None:
     """Check that DICOM files are de-identified enough to be registered.
 
     Prints PASS or FAIL per file with every reason. Exits 1 if any file fails
@@ -118,7 +136,7 @@ def gate(paths: tuple[Path, ...], relax: tuple[str, ...], as_json: bool, jobs: i
         policy = GatePolicy.relaxing(relax)
     except UnknownCheckError as exc:
         raise click.UsageError(str(exc)) from None
-    files, results = _results(paths, policy, jobs)
+    files, results = _results(paths, policy, jobs, max_pixel_bytes)
     failed = 0
     for result in results:
         if isinstance(result, Problem):

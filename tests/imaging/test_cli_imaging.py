@@ -42,6 +42,25 @@ def test_the_commands_are_registered() -> None:
 # --------------------------------------------------------------------------- fingerprint
 
 
+@pytest.mark.parametrize("command", ["fingerprint", "gate"])
+def test_an_image_over_the_pixel_limit_is_a_per_file_error(command: str, study: list[Path]) -> None:
+    """16 x 16 x 2 bytes = 512 decoded bytes per synthetic instance."""
+    at_limit = _run(command, "--jobs", "1", "--max-pixel-bytes", "512", *study)
+    assert at_limit.exit_code == 0, at_limit.output
+    over = _run(command, "--json", "--jobs", "1", "--max-pixel-bytes", "511", *study)
+    assert over.exit_code == 1
+    assert "Traceback" not in over.output
+    records = [json.loads(line) for line in _lines(over.stdout)]
+    assert [r["error"] for r in records] == ["too_large"] * len(study)
+    assert "more than the limit of 511 bytes" in records[0]["message"]
+
+
+def test_the_pixel_limit_must_be_positive(study: list[Path]) -> None:
+    result = _run("fingerprint", "--max-pixel-bytes", "0", *study)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
 def test_fingerprint_prints_uid_and_three_digests_per_file(study: list[Path]) -> None:
     result = _run("fingerprint", "--jobs", "1", *study)
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import struct
+import tempfile
 import time
 from pathlib import Path
 from typing import Final
@@ -34,11 +35,21 @@ from tests.imaging.conftest import (
     encode,
     explicit_le_elements,
     patch_u32,
+    read,
     save,
 )
 
 CODES: Final = frozenset(
-    {"not_dicom", "truncated", "malformed", "missing_attribute", "undecodable_pixels", "unreadable"}
+    {
+        "not_dicom",
+        "truncated",
+        "malformed",
+        "missing_attribute",
+        "undecodable_pixels",
+        "too_large",
+        "unreadable",
+        "worker_died",
+    }
 )
 HUGE: Final = 0xFFFFFFF0
 #: Damaged and invalid values make pydicom warn; the tests look at the errors instead.
@@ -55,6 +66,19 @@ def _error(data: bytes) -> ImagingError:
     assert error.message
     assert str(error) == error.message
     return error
+
+
+def _error_with(data: bytes, *, max_pixel_bytes: int) -> ImagingError:
+    with pytest.raises(ImagingError) as caught:
+        fingerprint_bytes(data, max_pixel_bytes)
+    assert caught.value.code in CODES
+    return caught.value
+
+
+def _write(data: bytes) -> str:
+    path = Path(tempfile.mkdtemp()) / "instance.dcm"
+    path.write_bytes(data)
+    return str(path)
 
 
 def _small_ct_file() -> bytes:
@@ -331,6 +355,71 @@ def test_pixel_data_shorter_than_the_image_is_truncated(syntax: str) -> None:
     error = _error(encode(ds, syntax))
     assert error.code == "truncated"
     assert "less than expected" in error.message
+
+
+def _claiming(syntax: str, *, rows: int = 65535, samples: int = 1, frames: int = 1) -> bytes:
+    """A small image re-encoded in ``syntax``, then made to claim a huge geometry."""
+    ds = ct()  # 32 x 32: the least pydicom's JPEG 2000 encoder takes
+    if samples == 3:
+        ds.SamplesPerPixel = 3
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit = 7
+        ds.PixelRepresentation = 0
+        ds.PixelData = bytes(range(256)) * 12
+    d = read(encode(ds, syntax))
+    d.Rows = d.Columns = rows
+    if frames > 1:
+        d.NumberOfFrames = frames
+    return save(d, little=d.file_meta.TransferSyntaxUID.is_little_endian)
+
+
+@pytest.mark.parametrize("samples", [1, 3], ids=["grey", "rgb"])
+@pytest.mark.parametrize("syntax", ["rle", "jpeg2000", "explicit", "big-endian"])
+def test_a_huge_declared_image_is_refused_before_decoding(syntax: str, samples: int) -> None:
+    """7.8 KB of RLE claiming 65535 x 65535 once made pydicom allocate 8 GB (23 s)."""
+    data = _claiming(syntax, samples=samples)
+    assert len(data) < 16_000
+    started = time.perf_counter()
+    error = _error(data)
+    assert time.perf_counter() - started < 1.0
+    assert error.code == "too_large"
+    assert "65535 x 65535" in error.message
+    assert "limit of 2.0 GiB" in error.message
+
+
+def test_frames_multiply_the_declared_size() -> None:
+    error = _error(_claiming("rle", rows=4096, frames=100_000))
+    assert error.code == "too_large"
+    assert "100000 frame(s)" in error.message
+
+
+def test_the_limit_is_a_parameter() -> None:
+    data = _small_ct_file()  # 16 x 16 x 2 bytes = 512 decoded
+    assert fingerprint_bytes(data, max_pixel_bytes=512).pixel is not None
+    error = _error_with(data, max_pixel_bytes=511)
+    assert error.code == "too_large"
+    assert "limit of 511 bytes" in error.message
+    problem = inspect_safely(_write(data), GatePolicy(), max_pixel_bytes=511)
+    assert isinstance(problem, Problem)
+    assert problem.code == "too_large"
+
+
+def test_rle_data_cannot_claim_more_than_64_times_its_length() -> None:
+    """Under the limit, but more than PackBits can expand to: refused without decoding."""
+    error = _error(_claiming("rle", rows=4000))
+    assert error.code == "too_large"
+    assert "bytes of RLE data can hold at most" in error.message
+
+
+@pytest.mark.parametrize("syntax", ["explicit", "big-endian", "deflated"])
+def test_native_pixel_data_shorter_than_the_declared_image_is_truncated_at_once(
+    syntax: str,
+) -> None:
+    error = _error(_claiming(syntax, rows=20_000))  # 800 MB declared, under the limit
+    assert error.code == "truncated"
+    assert "less than expected (800000000)" in error.message
 
 
 def test_frames_missing_from_a_multi_frame_image_are_truncated() -> None:
