@@ -111,18 +111,20 @@ def fingerprint(
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
+    "--policy",
     "--relax",
-    "relax",
+    "policy",
     multiple=True,
     type=click.Choice(GATE_CHECKS),
-    help="Waive a named check (repeatable). Waivers are recorded on chain at registration.",
+    help="Relax a named check (repeatable); at registration the relaxation is recorded "
+    "on chain. --relax is the older name.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_jobs_option
 @_max_pixel_bytes_option
 def gate(
     paths: tuple[Path, ...],
-    relax: tuple[str, ...],
+    policy: tuple[str, ...],
     as_json: bool,
     jobs: int | None,
     max_pixel_bytes: int,
@@ -133,10 +135,10 @@ def gate(
     or cannot be read.
     """
     try:
-        policy = GatePolicy.relaxing(relax)
+        relaxed = GatePolicy.relaxing(policy)
     except UnknownCheckError as exc:
         raise click.UsageError(str(exc)) from None
-    files, results = _results(paths, policy, jobs, max_pixel_bytes)
+    files, results = _results(paths, relaxed, jobs, max_pixel_bytes)
     failed = 0
     for result in results:
         if isinstance(result, Problem):

@@ -189,10 +189,13 @@ def _report_problems(problems: Sequence[Problem]) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @rpc_option
 @click.option(
+    "--policy",
     "--relax",
+    "policy",
     multiple=True,
     type=click.Choice(GATE_CHECKS),
-    help="Waive a de-identification check (repeatable; recorded on chain).",
+    help="Relax a named de-identification check (repeatable; recorded on chain). "
+    "--relax is the older name.",
 )
 @click.option("--supersedes", default=None, help="A dataset id this one corrects.")
 @click.option(
@@ -210,7 +213,7 @@ def submit(
     reason: str,
     paths: tuple[Path, ...],
     rpc: str,
-    relax: tuple[str, ...],
+    policy: tuple[str, ...],
     supersedes: str | None,
     manifest_out: Path | None,
     jobs: int | None,
@@ -229,7 +232,7 @@ def submit(
         max_tx_bytes = int(writer.client.status().get("max_tx_bytes", 32 * 1024))
     except RpcError as exc:
         raise click.ClickException(exc.message) from None
-    instances, problems = _scan_with_progress(paths, GatePolicy(frozenset(relax)), jobs, as_json)
+    instances, problems = _scan_with_progress(paths, GatePolicy.relaxing(policy), jobs, as_json)
     if problems:
         click.echo(f"{len(problems)} file(s) could not be fingerprinted:", err=True)
         _report_problems(problems)
@@ -239,7 +242,7 @@ def submit(
         click.echo(f"{len(refused)} file(s) fail the de-identification gate:", err=True)
         for instance in refused:
             click.echo(f"  {instance.path}: {instance.gate.explain()}", err=True)
-        _fail("nothing was registered (fix the files, or --relax a named check)")
+        _fail("nothing was registered (fix the files, or relax a named check with --policy)")
     try:
         series_list = group_series(instances)
     except ValueError as exc:

@@ -227,8 +227,30 @@ def test_gate_relax_waives_named_checks(tmp_path: Path) -> None:
     assert "burned-in:" not in partly.stdout
 
 
-def test_gate_refuses_an_unknown_check_name(tmp_path: Path) -> None:
-    result = _run("gate", "--relax", "looks-fine", tmp_path)
+def test_gate_policy_relaxes_named_checks_and_relax_is_the_same_option(tmp_path: Path) -> None:
+    j2ki = _copy("693_J2KI.dcm", tmp_path)
+    result = _run("gate", "-j", "1", "--policy", "method", "--policy", "burned-in", j2ki)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"PASS {j2ki} (waived: method, burned-in)"
+    mixed = _run("gate", "-j", "1", "--policy", "method", "--relax", "burned-in", j2ki)
+    assert mixed.stdout == result.stdout
+    partly = _run("gate", "-j", "1", "--policy", "burned-in", j2ki)
+    assert partly.exit_code == 1
+    assert "method:" in partly.stdout
+
+
+@pytest.mark.parametrize("command", ["gate", "submit"])
+def test_policy_is_the_documented_option(command: str) -> None:
+    shown = _run(command, "--help")
+    assert shown.exit_code == 0, shown.output
+    assert "--policy, --relax" in shown.stdout
+    for check in GATE_CHECKS:
+        assert check in shown.stdout
+
+
+@pytest.mark.parametrize("option", ["--policy", "--relax"])
+def test_gate_refuses_an_unknown_check_name(tmp_path: Path, option: str) -> None:
+    result = _run("gate", option, "looks-fine", tmp_path)
     assert result.exit_code == 2
     assert "looks-fine" in result.output
     for check in GATE_CHECKS:

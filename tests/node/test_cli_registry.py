@@ -47,8 +47,9 @@ from node.cli import cli
 from node.client import Nonces, RpcClient, RpcError, sign
 from node.receipts import dataset_receipt
 from node.rpc import Rpc
-from node.testnet import create_testnet
+from node.testnet import ADMIN_KEY_FILE, create_testnet, ports
 from tests.factories import make_genesis
+from tests.node.test_network_processes import Network, network, wait_for
 from tests.node.test_rpc_registry import (
     DATASET,
     INSTANCES,
@@ -60,6 +61,8 @@ from tests.node.test_rpc_registry import (
     synthetic_series,
     unstarted_node,
 )
+
+__all__ = ["network"]  # the fixture of a running network, imported for the submit test
 
 STRANGER: Final = SigningKey(b"\x91" * 32)
 _PROXY_VARIABLES: Final = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy")
@@ -771,7 +774,7 @@ def test_submit_refuses_files_that_fail_the_gate_and_registers_nothing(
     assert "Traceback" not in result.output
     assert "2 file(s) fail the de-identification gate" in result.stderr
     assert lines(result.stderr)[-1] == (
-        "Error: nothing was registered (fix the files, or --relax a named check)"
+        "Error: nothing was registered (fix the files, or relax a named check with --policy)"
     )
 
 
@@ -786,6 +789,60 @@ def test_submit_refuses_an_unreadable_file_and_registers_nothing(
     assert "1 file(s) could not be fingerprinted" in result.stderr
     assert "notes.dcm" in result.stderr
     assert lines(result.stderr)[-1] == "Error: nothing was registered"
+
+
+# --------------------------------------------------------------------------- submit on a running
+# network, to the commit
+
+
+def test_submit_with_a_policy_commits_and_records_the_relaxation_on_chain(
+    network: Network, tmp_path: Path
+) -> None:
+    """A study failing exactly one gate check (burned-in) is refused, then registered
+    with ``--policy burned-in`` on a real 4-process network; the committed transaction,
+    read back from another node, carries the relaxation in its series summary."""
+    study = tmp_path / "burned"
+    synthetic.write_study(
+        study, synthetic.StudySpec(seed=57, instances=3, rows=8, columns=8, burned_in="YES")
+    )
+    gated = run("gate", "--json", "--jobs", "1", study)
+    assert gated.exit_code == 1
+    failed = {f["check"] for line in lines(gated.stdout) for f in json.loads(line)["failures"]}
+    assert failed == {"burned-in"}
+
+    key = network.net.nodes[0].home / ADMIN_KEY_FILE
+    node0 = f"http://127.0.0.1:{ports(network.base, 0)[1]}"
+    manifest = tmp_path / "burned.manifest.json"
+
+    def submit(*extra: str) -> Result:
+        return run(
+            *("submit", "--key", key, "--dataset", "ct-burned-in", "--jobs", "1"),
+            *("--reason", "CT with burned-in flag set, reviewed: no text", "--rpc", node0),
+            *("--manifest", manifest),
+            *extra,
+            study,
+        )
+
+    refused = submit()
+    assert refused.exit_code == 1, refused.output
+    assert "3 file(s) fail the de-identification gate" in refused.stderr
+    assert not manifest.exists()
+
+    registered = submit("--policy", "burned-in")
+    assert registered.exit_code == 0, registered.output
+    assert "3 instances in 1 series registered" in registered.stdout
+    (series,) = json.loads(manifest.read_text())["series"]
+    assert series["summary"]["deid"]["relaxed"] == ["burned-in"]
+    (tx,) = series["transactions"]
+    wait_for(lambda: network.height(1) >= tx["height"], 30, "node 1 to reach the commit")
+    committed = network.get(1, f"/v1/txs/{tx['hash']}")
+    assert committed["status"] == "committed"
+    assert committed["height"] == tx["height"]
+    assert committed["tx"]["kind"] == "dataset.register"
+    summary = committed["tx"]["body"]["summary"]
+    assert summary["deid"]["relaxed"] == ["burned-in"]
+    assert summary["deid"]["codes"] == ["113100"]
+    assert summary["instances"] == 3
 
 
 # --------------------------------------------------------------------------- node/client.py
