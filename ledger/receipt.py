@@ -12,8 +12,10 @@ validators, and optionally that one DICOM instance is in a registered series:
   transaction declared, and the transaction that completed that series.
 
 :func:`verify` runs every step and reports each one, so a failing receipt says
-exactly which step failed. It never raises on a well-formed receipt object;
-malformed files fail in :func:`Receipt.from_json` with a ``DecodeError``.
+exactly which step failed. It never raises for a receipt that decoded: the
+transaction bodies are checked (:func:`registration`) before any field is used,
+and a malformed one fails its ``body`` step. Malformed files fail in
+:func:`Receipt.from_json` with a ``DecodeError``.
 docs/RECEIPTS.md is the format's specification.
 """
 
@@ -26,8 +28,25 @@ from typing import Any, Final
 from ledger import merkle
 from ledger.errors import DecodeError, LedgerError, ValidationError
 from ledger.genesis import Genesis
-from ledger.manifest import INSTANCE_LEAF_SCHEMA, InstanceLeaf, verify_instance
-from ledger.schema import Array, Bytes, FieldSpec, Nested, Optional, Schema, Text, UInt
+from ledger.manifest import (
+    INSTANCE_LEAF_SCHEMA,
+    MAX_SERIES_LEAVES_PER_TX,
+    UID_MAX_LEN,
+    UID_PATTERN,
+    InstanceLeaf,
+    verify_instance,
+)
+from ledger.schema import (
+    Array,
+    Bytes,
+    Field,
+    FieldSpec,
+    Nested,
+    Optional,
+    Schema,
+    Text,
+    UInt,
+)
 from ledger.types import (
     CERT_SCHEMA,
     CHAIN_ID_PATTERN,
@@ -144,6 +163,93 @@ RECEIPT_SCHEMA: Final = Schema[Receipt](
 )
 
 
+# --------------------------------------------------------------------------- bodies
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The fields of a ``dataset.register`` body a receipt relies on, type-checked.
+
+    The rest of the body (summary, reason, ...) is bound by the signature and
+    was checked by the registry when it committed; a receipt proves nothing
+    with it, so it is not read.
+    """
+
+    dataset: str
+    series: str
+    part: int
+    parts: int
+    leaves: tuple[InstanceLeaf, ...]
+    series_root: bytes
+    instances: int
+
+    def __post_init__(self) -> None:
+        if self.parts < 1:
+            raise ValidationError("parts must be at least 1")
+        if self.part >= self.parts:
+            raise ValidationError(f"part {self.part} is not below parts {self.parts}")
+        if not 1 <= len(self.leaves) <= self.instances:
+            raise ValidationError(
+                f"{len(self.leaves)} leaves for a series of {self.instances} instances"
+            )
+
+
+_DATASET_ID = Text(64)
+_REGISTRATION_FIELDS: Final[tuple[tuple[str, Field], ...]] = (
+    ("dataset", _DATASET_ID),
+    ("series", Text(UID_MAX_LEN, UID_PATTERN)),
+    ("part", UInt()),
+    ("parts", UInt()),
+    ("leaves", Array(Nested(INSTANCE_LEAF_SCHEMA), MAX_SERIES_LEAVES_PER_TX)),
+    ("series_root", _HASH),
+    ("instances", UInt()),
+)
+
+
+def _fields(tx: Tx, wanted: Sequence[tuple[str, Field]]) -> dict[str, Any]:
+    try:
+        body = tx.body_value()
+    except DecodeError as exc:  # pragma: no cover - a Tx always holds a canonical map
+        raise DecodeError(f"{tx.kind} body: {exc}") from None
+    out: dict[str, Any] = {}
+    for name, kind in wanted:
+        if name not in body:
+            raise DecodeError(f"{tx.kind} body: missing field {name!r}")
+        out[name] = kind.decode(body[name], f"{tx.kind} body.{name}")
+    return out
+
+
+def registration(tx: Tx) -> Registration:
+    """The checked fields of a ``dataset.register`` transaction's body.
+
+    Raises :class:`DecodeError` naming the field if the transaction is of
+    another kind or a field is missing or has the wrong type or bounds.
+    """
+    if tx.kind != REGISTER_KIND:
+        raise DecodeError(f"a {tx.kind} transaction is not a {REGISTER_KIND}")
+    fields = _fields(tx, _REGISTRATION_FIELDS)
+    try:
+        return Registration(**fields)
+    except ValidationError as exc:
+        raise DecodeError(f"{tx.kind} body: {exc}") from None
+
+
+def registered_dataset(tx: Tx) -> str:
+    """The dataset id a ``dataset.register`` or ``dataset.derive`` transaction writes.
+
+    Raises :class:`DecodeError` for another kind or a malformed body (for a
+    registration, every field :func:`registration` checks).
+    """
+    if tx.kind == REGISTER_KIND:
+        return registration(tx).dataset
+    if tx.kind == DERIVE_KIND:
+        dataset: str = _fields(tx, (("dataset", _DATASET_ID),))["dataset"]
+        return dataset
+    raise DecodeError(
+        f"a receipt proves only {REGISTER_KIND} and {DERIVE_KIND} transactions, not {tx.kind}"
+    )
+
+
 # --------------------------------------------------------------------------- verification
 
 
@@ -160,7 +266,11 @@ _Check = Callable[[str, bool, str, str], bool]
 
 
 def verify(receipt: Receipt, genesis: Genesis) -> list[Step]:
-    """Check every step of ``receipt`` against ``genesis``; the receipt holds iff all pass."""
+    """Check every step of ``receipt`` against ``genesis``; the receipt holds iff all pass.
+
+    Never raises for a receipt that decoded: every value it reads is checked
+    first, and a malformed one fails the step that reads it.
+    """
     steps: list[Step] = []
 
     def step(name: str, ok: bool, good: str, bad: str) -> bool:
@@ -175,17 +285,21 @@ def verify(receipt: Receipt, genesis: Genesis) -> list[Step]:
         f"{receipt.genesis_hash.hex()[:16]}..., the genesis file is {genesis.chain_id!r} "
         f"{genesis.hash.hex()[:16]}...",
     )
+    registrations: list[Registration] = []
     for number, entry in enumerate(receipt.entries):
-        _verify_entry(number, entry, receipt, genesis, step)
-    _verify_series(receipt, step)
+        found = _verify_entry(number, entry, receipt, genesis, step)
+        if found is not None:
+            registrations.append(found)
+    _verify_series(registrations, step)
     if receipt.instance is not None:
-        _verify_instance(receipt.instance, receipt, step)
+        _verify_instance(receipt.instance, registrations, step)
     return steps
 
 
 def _verify_entry(
-    number: int, entry: TxProof, receipt: Receipt, genesis: Genesis, step: Any
-) -> None:
+    number: int, entry: TxProof, receipt: Receipt, genesis: Genesis, step: _Check
+) -> Registration | None:
+    """The entry's steps; its checked registration, if it is a well-formed one."""
     tx, header, cert = entry.tx, entry.header, entry.cert
     label = f"tx {number} ({tx.kind}, block {header.height})"
     step(
@@ -194,10 +308,26 @@ def _verify_entry(
         f"signed by {tx.signer.hex()[:16]}...",
         "the transaction's signature does not verify (or it is for another chain)",
     )
-    body = _body(tx)
+    dataset: str | None = None
+    found: Registration | None = None
+    problem = ""
+    try:
+        if tx.kind == REGISTER_KIND:
+            found = registration(tx)
+            dataset = found.dataset
+        else:
+            dataset = registered_dataset(tx)
+    except DecodeError as exc:
+        problem = str(exc)
+    step(
+        f"{label}: body",
+        dataset is not None,
+        f"a well-formed {tx.kind} body",
+        f"the body cannot be read: {problem}",
+    )
     step(
         f"{label}: subject",
-        tx.kind in (REGISTER_KIND, DERIVE_KIND) and body.get("dataset") == receipt.dataset,
+        dataset == receipt.dataset,
         f"registers dataset {receipt.dataset}",
         f"the transaction does not register dataset {receipt.dataset!r}",
     )
@@ -224,54 +354,58 @@ def _verify_entry(
         f"{header.height} ({header.hash.hex()[:16]}...)",
         detail,
     )
+    return found
 
 
-def _verify_series(receipt: Receipt, step: _Check) -> None:
+def _all_parts(parts: Sequence[Registration]) -> int | None:
+    """The part count if ``parts`` are every part of one series once, with one declaration."""
+    declared = {(p.parts, p.series_root, p.instances) for p in parts}
+    if len(declared) != 1:
+        return None
+    count = parts[0].parts
+    # Compare lengths first: a tampered count may be huge, never build range(count).
+    if len(parts) != count or sorted(p.part for p in parts) != list(range(count)):
+        return None
+    return count
+
+
+def _verify_series(registrations: Sequence[Registration], step: _Check) -> None:
     """Every series the receipt registers is whole: all its parts, one root, one count."""
-    bodies: dict[str, list[dict[str, Any]]] = {}
-    for entry in receipt.entries:
-        if entry.tx.kind == REGISTER_KIND:
-            body = _body(entry.tx)
-            bodies.setdefault(str(body.get("series")), []).append(body)
-    for series, parts in sorted(bodies.items()):
-        declared = {(b.get("parts"), b.get("series_root"), b.get("instances")) for b in parts}
-        numbers = sorted(b["part"] for b in parts if isinstance(b.get("part"), int))
-        count = next(iter(declared))[0] if len(declared) == 1 else None
-        whole = isinstance(count, int) and numbers == list(range(count))
-        leaves = sum(len(b.get("leaves") or []) for b in parts)
+    by_series: dict[str, list[Registration]] = {}
+    for found in registrations:
+        by_series.setdefault(found.series, []).append(found)
+    for series, parts in sorted(by_series.items()):
+        count = _all_parts(parts)
+        leaves = sum(len(p.leaves) for p in parts)
         step(
             f"series {series}: complete",
-            whole,
+            count is not None,
             f"{count} part(s) with {leaves} instances, one manifest root",
             "the receipt does not hold every part of this series, once, with one manifest root",
         )
 
 
-def _verify_instance(proof: InstanceProof, receipt: Receipt, step: _Check) -> None:
+def _verify_instance(
+    proof: InstanceProof, registrations: Sequence[Registration], step: _Check
+) -> None:
     label = f"instance {proof.leaf.sop_instance_uid}"
-    parts = [
-        (e, _body(e.tx))
-        for e in receipt.entries
-        if e.tx.kind == REGISTER_KIND and _body(e.tx).get("series") == proof.series
-    ]
-    roots = {body.get("series_root") for _, body in parts}
-    sizes = {body.get("instances") for _, body in parts}
+    parts = [r for r in registrations if r.series == proof.series]
+    roots = {r.series_root for r in parts}
+    sizes = {r.instances for r in parts}
     root = next(iter(roots)) if len(roots) == 1 else None
     if not step(
         f"{label}: series registered",
-        bool(parts) and isinstance(root, bytes) and sizes == {proof.size},
+        root is not None and sizes == {proof.size},
         f"series {proof.series} of {proof.size} instances, manifest root "
-        f"{root.hex()[:16] if isinstance(root, bytes) else '?'}...",
+        f"{root.hex()[:16] if root is not None else '?'}...",
         f"the receipt holds no consistent registration of series {proof.series}",
     ):
         return
-    assert isinstance(root, bytes)
-    counts = {body.get("parts") for _, body in parts}
-    seen = {body.get("part") for _, body in parts}
-    total = next(iter(counts)) if len(counts) == 1 else None
+    assert root is not None
+    total = _all_parts(parts)
     step(
         f"{label}: series complete",
-        isinstance(total, int) and seen == set(range(total)),
+        total is not None,
         f"all {total} part(s) of the series were committed",
         "the receipt does not show every part of the series committed",
     )
@@ -283,13 +417,6 @@ def _verify_instance(proof: InstanceProof, receipt: Receipt, step: _Check) -> No
         f"meta {proof.leaf.meta.hex()[:16]}...)",
         "the instance's inclusion proof does not lead to the registered manifest root",
     )
-
-
-def _body(tx: Tx) -> dict[str, Any]:
-    try:
-        return dict(tx.body_value())
-    except (DecodeError, AssertionError):
-        return {}
 
 
 def all_passed(steps: Sequence[Step]) -> bool:

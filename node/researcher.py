@@ -21,8 +21,9 @@ from typing import Any, Final
 
 from imaging.inspect import Instance, Series
 from ledger import codec
-from ledger.manifest import INSTANCE_LEAF_SCHEMA, SUMMARY_SCHEMA, InstanceLeaf
-from ledger.receipt import REGISTER_KIND, Receipt
+from ledger.errors import DecodeError
+from ledger.manifest import SUMMARY_SCHEMA, InstanceLeaf
+from ledger.receipt import REGISTER_KIND, Receipt, registration
 
 #: The signed envelope around a body: version, chain id, kind, signer, nonce,
 #: signature and map keys (about 190 bytes with a 64-character chain id).
@@ -220,29 +221,26 @@ def registered_from_receipt(receipt: Receipt) -> list[Registered]:
     """The leaves of the complete series a dataset receipt's registrations carry.
 
     A series counts only if every one of its parts is in the receipt (as the
-    node's own verification counts complete series only).
+    node's own verification counts complete series only). Registrations whose
+    body is malformed (which :func:`ledger.receipt.verify` reports) are skipped.
     """
-    parts: dict[str, dict[int, list[Any]]] = {}
+    parts: dict[str, dict[int, tuple[InstanceLeaf, ...]]] = {}
     declared: dict[str, int] = {}
     for entry in receipt.entries:
         if entry.tx.kind != REGISTER_KIND:
             continue
-        body = entry.tx.body_value()
-        series, part, count = body.get("series"), body.get("part"), body.get("parts")
-        leaves = body.get("leaves")
-        if not (isinstance(series, str) and isinstance(part, int) and isinstance(count, int)):
+        try:
+            found = registration(entry.tx)
+        except DecodeError:
             continue
-        if isinstance(leaves, list):
-            parts.setdefault(series, {})[part] = leaves
-            declared[series] = count
+        parts.setdefault(found.series, {})[found.part] = found.leaves
+        declared[found.series] = found.parts
     out: list[Registered] = []
     for series, received in parts.items():
-        if set(received) != set(range(declared[series])):
+        if len(received) != declared[series] or set(received) != set(range(len(received))):
             continue
         for part in sorted(received):
-            out.extend(
-                Registered(INSTANCE_LEAF_SCHEMA.from_value(raw), series) for raw in received[part]
-            )
+            out.extend(Registered(leaf, series) for leaf in received[part])
     return out
 
 
