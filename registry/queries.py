@@ -50,6 +50,7 @@ from registry.records import (
     DatasetRecord,
     GrantRecord,
     SeriesRecord,
+    seal_cause,
 )
 from registry.state import decode_text
 
@@ -160,6 +161,9 @@ def dataset(q: StateView, dataset_id: str) -> dict[str, Any]:
         "complete_series": len(complete),
         "dataset_root": root.hex(),
         "versions": {"supersedes": record.supersedes, "superseded_by": record.superseded_by},
+        "sealed": None
+        if record.sealed is None
+        else {"cause": seal_cause(record.sealed), **_audit(record.sealed)},
         "derivation": {
             "parents": list(record.parents),
             "children": [child for child, _ in _suffixes(q, keys.child_prefix(dataset_id))],

@@ -141,6 +141,7 @@ class DatasetRecord:
     output: bytes | None
     accesses: int  # AccessRecord count
     trials: int  # count of trials the dataset belongs to
+    sealed: Audit | None  # the transaction that fixed its content (see rules._seal)
 
 
 DATASET_SCHEMA: Final = Schema[DatasetRecord](
@@ -160,8 +161,25 @@ DATASET_SCHEMA: Final = Schema[DatasetRecord](
         FieldSpec("output", "output", Optional(_DIGEST)),
         FieldSpec("accesses", "accesses", UInt()),
         FieldSpec("trials", "trials", UInt()),
+        FieldSpec("sealed", "sealed", Optional(_AUDIT)),
     ],
 )
+
+
+#: Why a dataset was sealed, by the kind of the transaction that sealed it.
+SEAL_CAUSES: Final = {
+    "dataset.register": "superseded",
+    "access.log": "accessed",
+    "dataset.derive": "derived from",
+    "trial.register": "in a trial",
+    "trial.amend": "in a trial",
+    "trial.result": "in a trial result",
+}
+
+
+def seal_cause(sealed: Audit) -> str:
+    """What sealed a dataset: ``superseded``, ``accessed``, ``derived from``, ``in a trial``..."""
+    return SEAL_CAUSES.get(sealed.action, sealed.action)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ from registry.records import (
     SubjectRecord,
     TrialEvent,
     TrialRecord,
+    seal_cause,
 )
 from registry.state import State, decode_text
 
@@ -88,6 +89,8 @@ REJECTION_CODES: Final = {
     "unknown_dataset": "a dataset id is not registered",
     "supersedes_not_new": "supersedes is only allowed when the transaction creates the dataset",
     "already_superseded": "the dataset is already superseded by another",
+    "dataset_sealed": "the dataset was used (accessed, derived from, in a trial or superseded) "
+    "and takes no new series: register a new version that supersedes it",
     "series_complete": "the series is already complete in this dataset",
     "series_mismatch": "parts, series_root or instances differ from the series' part 0",
     "part_out_of_order": "the part is not the next one the series expects",
@@ -385,7 +388,26 @@ def _new_dataset(
         output=None,
         accesses=0,
         trials=0,
+        sealed=None,
     )
+
+
+def _seal(env: Env, record: DatasetRecord) -> DatasetRecord:
+    """``record`` sealed by this transaction, unless it is sealed already.
+
+    A dataset is sealed at the first of: superseded, accessed, derived from, or
+    named by a trial (register, amend or result). From then on it takes no new
+    series (``dataset_sealed``), so what was used is what stays registered.
+    """
+    return record if record.sealed is not None else replace(record, sealed=env.audit())
+
+
+def _seal_datasets(env: Env, dataset_ids: tuple[str, ...]) -> None:
+    """Seal every listed dataset (all already checked to exist)."""
+    for dataset_id in dataset_ids:
+        record = _dataset(env, dataset_id)
+        if record.sealed is None:
+            env.st.store(DATASET_SCHEMA, keys.dataset_key(dataset_id), _seal(env, record))
 
 
 def _supersede(env: Env, actor: Actor, old_id: str, new_id: str) -> None:
@@ -399,7 +421,21 @@ def _supersede(env: Env, actor: Actor, old_id: str, new_id: str) -> None:
             "wrong_site",
             f"dataset {old_id} belongs to site {old.site}; a new version must be made there",
         )
-    env.st.store(DATASET_SCHEMA, keys.dataset_key(old_id), replace(old, superseded_by=new_id))
+    env.st.store(
+        DATASET_SCHEMA, keys.dataset_key(old_id), _seal(env, replace(old, superseded_by=new_id))
+    )
+
+
+def _refuse_sealed(dataset: DatasetRecord) -> None:
+    sealed = dataset.sealed
+    assert sealed is not None
+    latest = dataset.superseded_by or dataset.id
+    raise Rejected(
+        "dataset_sealed",
+        f"dataset {dataset.id} is sealed ({seal_cause(sealed)} at height {sealed.height}, "
+        f"{sealed.action} {sealed.target}) and takes no new series; register a new dataset "
+        f"that supersedes {latest}",
+    )
 
 
 def _dataset_register(env: Env, body: DatasetRegister) -> None:
@@ -421,6 +457,8 @@ def _dataset_register(env: Env, body: DatasetRegister) -> None:
 
     where = f"series {body.series} of dataset {body.dataset}"
     series = st.load(SERIES_SCHEMA, keys.series_key(body.dataset, body.series))
+    if series is None and dataset.sealed is not None:
+        _refuse_sealed(dataset)
     expected_part = 0 if series is None else series.parts_received
     if series is not None:
         if series.complete:
@@ -543,6 +581,7 @@ def _dataset_derive(env: Env, body: DatasetDerive) -> None:
     link = LinkRecord(env.height, env.time_ms)
     for parent in body.parents:
         env.st.store(LINK_SCHEMA, keys.child_key(parent, body.dataset), link)
+    _seal_datasets(env, body.parents)
 
 
 # --------------------------------------------------------------------------- access
@@ -610,7 +649,7 @@ def _access_log(env: Env, body: AccessLog) -> None:
     st.store(
         DATASET_SCHEMA,
         keys.dataset_key(body.dataset),
-        replace(dataset, accesses=dataset.accesses + 1),
+        _seal(env, replace(dataset, accesses=dataset.accesses + 1)),
     )
     for index in range(dataset.trials):
         raw = st.get(keys.dataset_trial_key(body.dataset, index))
@@ -731,7 +770,7 @@ def _add_trial_datasets(env: Env, trial_id: str, datasets: tuple[str, ...]) -> N
         env.st.store(
             DATASET_SCHEMA,
             keys.dataset_key(dataset_id),
-            replace(dataset, trials=dataset.trials + 1),
+            _seal(env, replace(dataset, trials=dataset.trials + 1)),
         )
 
 
@@ -806,6 +845,7 @@ def _trial_result(env: Env, body: TrialResult) -> None:
     trial = _trial_for_update(env, body.trial)
     for dataset_id in body.datasets:
         _dataset(env, dataset_id)
+    _seal_datasets(env, body.datasets)
     _append_trial_event(
         env,
         trial,

@@ -13,15 +13,21 @@ from tests.registry.helpers import (
     ADMIN,
     RESEARCHER,
     RESEARCHER1,
+    SUBJECT,
     Chain,
+    access_body,
+    amend_body,
     derive_body,
     digest,
+    grant_body,
     leaf,
     leaf_value,
     leaves,
     register_bodies,
+    result_body,
     summary,
     summary_value,
+    trial_body,
 )
 
 SERIES = "1.2.840.113619.2.55"
@@ -255,3 +261,109 @@ def test_dataset_queries_refuse_unknown_and_malformed_ids(pop: Chain) -> None:
         queries.find_instance(pop.state, "1.2.3.4.5")
     with pytest.raises(InvalidQuery):
         queries.find_instance(pop.state, "DOE^JANE")
+
+
+# --------------------------------------------------------------------------- sealing
+
+
+def _use_by_access(chain: Chain) -> None:
+    chain.submit(RESEARCHER, "access.log", access_body("ds0"))
+
+
+def _use_by_derive(chain: Chain) -> None:
+    chain.submit(RESEARCHER1, "dataset.derive", derive_body("seg", ["ds0"]))
+
+
+def _use_by_trial_register(chain: Chain) -> None:
+    chain.submit(RESEARCHER1, "trial.register", trial_body("T1", ["ds0"]))
+
+
+def _use_by_trial_amend(chain: Chain) -> None:
+    chain.submit(RESEARCHER, "trial.register", trial_body("T1"))
+    assert queries.dataset(chain.state, "ds0")["sealed"] is None
+    chain.submit(RESEARCHER, "trial.amend", amend_body("T1", datasets_added=["ds0"]))
+
+
+def _use_by_trial_result(chain: Chain) -> None:
+    chain.submit(RESEARCHER, "trial.register", trial_body("T1"))
+    chain.submit(RESEARCHER, "trial.result", result_body("T1", ["ds0"]))
+
+
+def _use_by_superseding(chain: Chain) -> None:
+    [body] = register_bodies("ds0-v2", "1.2.3.1", leaves(4), supersedes="ds0")
+    chain.submit(RESEARCHER, "dataset.register", body)
+
+
+SEALINGS = {
+    "accessed": ("access.log", _use_by_access),
+    "derived from": ("dataset.derive", _use_by_derive),
+    "in a trial": ("trial.register", _use_by_trial_register),
+    "in a trial (amended)": ("trial.amend", _use_by_trial_amend),
+    "in a trial result": ("trial.result", _use_by_trial_result),
+    "superseded": ("dataset.register", _use_by_superseding),
+}
+
+
+@pytest.mark.parametrize("cause", sorted(SEALINGS))
+def test_a_used_dataset_is_sealed_and_takes_no_new_series(pop: Chain, cause: str) -> None:
+    action, use = SEALINGS[cause]
+    assert queries.dataset(pop.state, "ds0")["sealed"] is None
+    use(pop)
+    sealed = queries.dataset(pop.state, "ds0")["sealed"]
+    assert sealed is not None
+    assert sealed["cause"] == cause.removesuffix(" (amended)")
+    assert sealed["action"] == action
+    assert sealed["height"] == pop.height
+    [body] = register_bodies("ds0", "1.2.3.2", leaves(2, prefix="1.8"))
+    refusal = pop.refuse(RESEARCHER, "dataset.register", body, "dataset_sealed")
+    latest = "ds0-v2" if cause == "superseded" else "ds0"
+    assert f"supersedes {latest}" in refusal.message
+    assert queries.dataset(pop.state, "ds0")["sealed"] == sealed  # the first use stays
+
+
+def test_sealing_is_recorded_once_by_the_first_use(pop: Chain) -> None:
+    first = pop.submit(RESEARCHER, "access.log", access_body("ds0"), reason="first look")
+    pop.submit(RESEARCHER1, "dataset.derive", derive_body("seg", ["ds0"]))
+    sealed = queries.dataset(pop.state, "ds0")["sealed"]
+    assert sealed["tx"] == first.hash.hex()
+    assert sealed["reason"] == "first look"
+    assert sealed["actor"] == RESEARCHER.public_key.hex()
+
+
+def test_consent_and_subject_links_do_not_seal(pop: Chain) -> None:
+    pop.submit(SUBJECT, "consent.grant", grant_body("site", "site0"))
+    assert queries.dataset(pop.state, "ds0")["sealed"] is None
+    [body] = register_bodies("ds0", "1.2.3.2", leaves(2, prefix="1.8"))
+    pop.submit(RESEARCHER, "dataset.register", body)
+
+
+def test_a_series_declared_before_sealing_may_still_complete(pop: Chain) -> None:
+    """Its manifest root was fixed by part 0; the last part can only complete exactly it."""
+    bodies = register_bodies("ds0", "1.2.3.5", leaves(6, prefix="1.8"), parts=2)
+    pop.submit(RESEARCHER, "dataset.register", bodies[0])
+    pop.submit(RESEARCHER1, "access.log", access_body("ds0"))
+    pop.submit(RESEARCHER, "dataset.register", bodies[1])
+    series = {s["uid"]: s for s in queries.dataset(pop.state, "ds0")["series"]}
+    assert series["1.2.3.5"]["complete"] is True
+    [other] = register_bodies("ds0", "1.2.3.6", leaves(1, prefix="1.9"))
+    pop.refuse(RESEARCHER, "dataset.register", other, "dataset_sealed")
+
+
+def test_a_sealed_dataset_in_the_same_block_refuses_a_later_registration(pop: Chain) -> None:
+    [body] = register_bodies("ds0", "1.2.3.2", leaves(2, prefix="1.8"))
+    access = pop.tx(RESEARCHER1, "access.log", access_body("ds0"))
+    register = pop.tx(RESEARCHER, "dataset.register", body)
+    outcome = pop.block([access, register])
+    assert outcome[0] is None
+    assert outcome[1] is not None
+    assert outcome[1].code == "dataset_sealed"
+
+
+def test_a_new_version_of_a_sealed_dataset_can_be_registered(pop: Chain) -> None:
+    pop.submit(RESEARCHER, "access.log", access_body("ds0"))
+    [body] = register_bodies("ds0-v2", "1.2.3.1", leaves(4), supersedes="ds0")
+    pop.submit(RESEARCHER, "dataset.register", body)
+    [more] = register_bodies("ds0-v2", "1.2.3.2", leaves(2, prefix="1.8"))
+    pop.submit(RESEARCHER, "dataset.register", more)  # the new version is open until used
+    assert queries.dataset(pop.state, "ds0")["versions"]["superseded_by"] == "ds0-v2"
+    assert queries.dataset(pop.state, "ds0-v2")["sealed"] is None
