@@ -756,9 +756,48 @@ def _consent_revoke(env: Env, body: ConsentRevoke) -> None:
 # --------------------------------------------------------------------------- trials
 
 
-def _append_trial_event(env: Env, trial: TrialRecord, event: TrialEvent) -> None:
+def _append_trial_event(env: Env, trial: TrialRecord, event: TrialEvent) -> TrialRecord:
+    """Append ``event`` to the timeline; the trial record as stored after it."""
     env.st.store(TRIAL_EVENT_SCHEMA, keys.trial_event_key(trial.id, trial.events), event)
-    env.st.store(TRIAL_SCHEMA, keys.trial_key(trial.id), replace(trial, events=trial.events + 1))
+    stored = replace(trial, events=trial.events + 1)
+    env.st.store(TRIAL_SCHEMA, keys.trial_key(trial.id), stored)
+    return stored
+
+
+def _first_access(env: Env, dataset: DatasetRecord) -> Audit | None:
+    """The audit record of the dataset's first logged access, if it was ever accessed."""
+    if dataset.accesses == 0:
+        return None
+    record = env.st.load(ACCESS_SCHEMA, keys.access_key(dataset.id, 0))
+    assert record is not None, "a dataset's access list is contiguous"
+    return record.audit
+
+
+def _joining_datasets_accessed(
+    env: Env, trial: TrialRecord, datasets: tuple[str, ...]
+) -> TrialRecord:
+    """Record the trial's first access if a dataset joining it was already accessed.
+
+    Access counts whenever it happened: before the dataset joined the trial, or
+    before the trial existed (registering a trial after looking at its data).
+    The trial's first access is set once; the ``first_access`` event carries the
+    audit record of that earlier access, so the timeline stays in height order.
+    """
+    if trial.first_access_height is not None:
+        return trial
+    earliest: tuple[Audit, str] | None = None
+    for dataset_id in datasets:
+        audit = _first_access(env, _dataset(env, dataset_id))
+        if audit is not None and (earliest is None or audit.height < earliest[0].height):
+            earliest = (audit, dataset_id)
+    if earliest is None:
+        return trial
+    audit, dataset_id = earliest
+    return _append_trial_event(
+        env,
+        replace(trial, first_access_height=audit.height, first_access_time_ms=audit.time_ms),
+        TrialEvent("first_access", audit, None, None, None, (dataset_id,), False),
+    )
 
 
 def _add_trial_datasets(env: Env, trial_id: str, datasets: tuple[str, ...]) -> None:
@@ -793,12 +832,14 @@ def _trial_register(env: Env, body: TrialRegister) -> None:
         first_access_height=None,
         first_access_time_ms=None,
     )
+    trial = _joining_datasets_accessed(env, trial, body.datasets)
     _add_trial_datasets(env, body.trial, body.datasets)
+    flagged = trial.first_access_height is not None  # registered after its data was read
     _append_trial_event(
         env,
         trial,
         TrialEvent(
-            "register", env.audit(), body.protocol, body.endpoints, None, body.datasets, False
+            "register", env.audit(), body.protocol, body.endpoints, None, body.datasets, flagged
         ),
     )
 
@@ -818,6 +859,7 @@ def _trial_amend(env: Env, body: TrialAmend) -> None:
             raise Rejected(
                 "dataset_in_trial", f"dataset {dataset_id} already belongs to trial {body.trial}"
             )
+    trial = _joining_datasets_accessed(env, trial, body.datasets_added)
     _add_trial_datasets(env, body.trial, body.datasets_added)
     flagged = trial.first_access_height is not None
     amended = replace(

@@ -62,7 +62,6 @@ def test_amend_and_result_only_by_the_trials_site(pop: Chain) -> None:
 
 
 def test_amendment_is_flagged_only_after_access(pop: Chain) -> None:
-    pop.submit(RESEARCHER, "access.log", access_body("ds0"))  # before the trial: does not count
     pop.submit(RESEARCHER, "trial.register", trial_body("T1", ["ds0"]))
     pop.submit(RESEARCHER, "trial.amend", amend_body("T1", endpoints=digest("endpoints v2")))
     pop.submit(RESEARCHER1, "access.log", access_body("ds0"), reason="first look")
@@ -122,3 +121,60 @@ def test_trial_query_errors(pop: Chain) -> None:
         queries.trial(pop.state, "T1")
     with pytest.raises(InvalidQuery):
         queries.trial(pop.state, "../T1")
+
+
+def test_a_trial_registered_after_its_data_was_accessed_is_flagged(pop: Chain) -> None:
+    """Register after peeking: the access before the trial existed counts."""
+    peek = pop.submit(RESEARCHER1, "access.log", access_body("ds0"), reason="a quick look")
+    peeked_at, peeked_time = pop.height, pop.time_ms
+    pop.submit(RESEARCHER, "trial.register", trial_body("T1", ["ds0"]))
+    pop.submit(RESEARCHER, "trial.amend", amend_body("T1", protocol=digest("protocol v2")))
+    info = queries.trial(pop.state, "T1")
+    assert info["first_access_height"] == peeked_at
+    assert info["first_access_time_ms"] == peeked_time
+    timeline = info["timeline"]
+    assert [(e["event"], e["flagged_after_access"]) for e in timeline] == [
+        ("first_access", False),
+        ("register", True),
+        ("amend", True),
+    ]
+    first = timeline[0]
+    assert first["height"] == peeked_at
+    assert first["actor"] == RESEARCHER1.public_key.hex()
+    assert first["reason"] == "a quick look"
+    assert first["audit"]["tx"] == peek.hash.hex()
+    assert first["datasets"] == ["ds0"]
+    pop.submit(RESEARCHER, "access.log", access_body("ds0", trial="T1"))
+    events = [e["event"] for e in queries.trial(pop.state, "T1")["timeline"]]
+    assert events.count("first_access") == 1  # set once
+
+
+def test_a_dataset_accessed_before_it_joined_flags_the_amendment_adding_it(pop: Chain) -> None:
+    [body] = register_bodies("ds1", "1.6.1", leaves(2, prefix="1.6"))
+    pop.submit(RESEARCHER, "dataset.register", body)
+    pop.submit(RESEARCHER, "access.log", access_body("ds1"))
+    accessed_at = pop.height
+    pop.submit(RESEARCHER, "trial.register", trial_body("T1", ["ds0"]))
+    pop.submit(RESEARCHER, "trial.amend", amend_body("T1", protocol=digest("v2")))
+    pop.submit(RESEARCHER, "trial.amend", amend_body("T1", datasets_added=["ds1"]))
+    info = queries.trial(pop.state, "T1")
+    assert [(e["event"], e["flagged_after_access"]) for e in info["timeline"]] == [
+        ("register", False),
+        ("amend", False),  # the trial's data then (ds0) had not been accessed
+        ("first_access", False),
+        ("amend", True),  # adds ds1, which had been
+    ]
+    assert info["first_access_height"] == accessed_at
+    assert info["timeline"][2]["datasets"] == ["ds1"]
+
+
+def test_the_earliest_prior_access_of_several_datasets_is_the_first(pop: Chain) -> None:
+    [body] = register_bodies("ds1", "1.6.1", leaves(2, prefix="1.6"))
+    pop.submit(RESEARCHER, "dataset.register", body)
+    pop.submit(RESEARCHER, "access.log", access_body("ds1"))
+    first = pop.height
+    pop.submit(RESEARCHER, "access.log", access_body("ds0"))
+    pop.submit(RESEARCHER, "trial.register", trial_body("T1", ["ds0", "ds1"]))
+    info = queries.trial(pop.state, "T1")
+    assert info["first_access_height"] == first
+    assert info["timeline"][0]["datasets"] == ["ds1"]
