@@ -80,6 +80,7 @@ MAX_LINK_DATASETS: Final = 64
 MAX_SCOPE_DATASETS: Final = 64
 MAX_TRIAL_DATASETS: Final = 64
 MAX_REGISTRY_IDS: Final = 8
+MAX_INVESTIGATORS: Final = 64
 MAX_LEAVES_PER_TX: Final = MAX_SERIES_LEAVES_PER_TX
 #: A claimed time may be at most this far after the block's time (clock skew) ...
 MAX_CLAIM_AHEAD_MS: Final = 2 * 60 * 1000
@@ -316,6 +317,7 @@ class TrialRegister:
     protocol: bytes
     endpoints: bytes
     datasets: tuple[str, ...]
+    investigators: tuple[bytes, ...]  # besides the signer, who always is one
     reason: str
     time_ms: int
 
@@ -323,6 +325,7 @@ class TrialRegister:
         _check_reason(self.reason)
         _check_distinct("registry_ids", self.registry_ids)
         _check_distinct("datasets", self.datasets)
+        _check_distinct("investigators", self.investigators)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,14 +334,28 @@ class TrialAmend:
     protocol: bytes | None
     endpoints: bytes | None
     datasets_added: tuple[str, ...]
+    investigators_added: tuple[bytes, ...]
+    investigators_removed: tuple[bytes, ...]
     reason: str
     time_ms: int
 
     def __post_init__(self) -> None:
         _check_reason(self.reason)
         _check_distinct("datasets_added", self.datasets_added)
-        if self.protocol is None and self.endpoints is None and not self.datasets_added:
-            raise ValidationError("an amendment must change the protocol, endpoints or datasets")
+        _check_distinct("investigators_added", self.investigators_added)
+        _check_distinct("investigators_removed", self.investigators_removed)
+        if set(self.investigators_added) & set(self.investigators_removed):
+            raise ValidationError("a key cannot be both added and removed as an investigator")
+        if (
+            self.protocol is None
+            and self.endpoints is None
+            and not self.datasets_added
+            and not self.investigators_added
+            and not self.investigators_removed
+        ):
+            raise ValidationError(
+                "an amendment must change the protocol, endpoints, datasets or investigators"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +497,7 @@ BODY_SCHEMAS: Final[dict[str, Schema[Any]]] = {
             FieldSpec("protocol", "protocol", _DIGEST),
             FieldSpec("endpoints", "endpoints", _DIGEST),
             FieldSpec("datasets", "datasets", Array(_ID, MAX_TRIAL_DATASETS)),
+            FieldSpec("investigators", "investigators", Array(_KEY, MAX_INVESTIGATORS)),
         ],
     ),
     "trial.amend": _schema(
@@ -490,6 +508,10 @@ BODY_SCHEMAS: Final[dict[str, Schema[Any]]] = {
             FieldSpec("protocol", "protocol", Optional(_DIGEST)),
             FieldSpec("endpoints", "endpoints", Optional(_DIGEST)),
             FieldSpec("datasets_added", "datasets_added", Array(_ID, MAX_TRIAL_DATASETS)),
+            FieldSpec("investigators_added", "investigators_added", Array(_KEY, MAX_INVESTIGATORS)),
+            FieldSpec(
+                "investigators_removed", "investigators_removed", Array(_KEY, MAX_INVESTIGATORS)
+            ),
         ],
     ),
     "trial.result": _schema(

@@ -25,7 +25,6 @@ from ledger.types import HASH_BYTES
 from registry import state as keys
 from registry.errors import InvalidQuery, NotFound
 from registry.kinds import (
-    AUDIT_PURPOSE,
     GRANTEE_KINDS,
     GRANTEE_SCHEMA,
     PURPOSES,
@@ -34,12 +33,14 @@ from registry.kinds import (
     is_grantee_id,
     is_id,
 )
+from registry.policy import Use, consent_refusal, role_refusal
 from registry.records import (
     ACCESS_SCHEMA,
     AUDIT_SCHEMA,
     DATASET_SCHEMA,
     GRANT_SCHEMA,
     INSTANCE_REF_SCHEMA,
+    INVESTIGATOR_SCHEMA,
     LINK_SCHEMA,
     MEMBER_EVENT_SCHEMA,
     MEMBER_STATE_SCHEMA,
@@ -52,7 +53,7 @@ from registry.records import (
     SeriesRecord,
     seal_cause,
 )
-from registry.state import decode_text
+from registry.state import decode_text, decode_uint
 
 T = TypeVar("T")
 
@@ -402,6 +403,36 @@ def member_history(q: StateView, key: bytes, *, genesis: Genesis | None = None) 
 # --------------------------------------------------------------------------- authorisation
 
 
+def _investigator_at(q: StateView, trial_id: str, key: bytes, height: int | None) -> bool:
+    """Whether ``key`` is an active investigator of ``trial_id`` at ``height`` (latest: None)."""
+    if height is None:
+        record = _load(q, INVESTIGATOR_SCHEMA, keys.trial_investigator_key(trial_id, key))
+        return record is not None and record.active
+    active = False
+    for event in _records(q, TRIAL_EVENT_SCHEMA, keys.trial_event_prefix(trial_id)):
+        if event.event not in ("register", "amend") or event.audit.height > height:
+            continue
+        if key in event.investigators_added:
+            active = True
+        elif key in event.investigators_removed:
+            active = False
+    return active
+
+
+def _in_project(
+    q: StateView, project: str, dataset_id: str, key: bytes, height: int | None
+) -> bool:
+    """May ``key`` rely on grants to ``project`` for ``dataset_id`` at ``height``?
+
+    As ``access.log`` requires: the project is a trial, the dataset is one of
+    its datasets, and the key is one of its active investigators.
+    """
+    added = q.get(keys.trial_dataset_key(project, dataset_id))
+    if added is None or (height is not None and decode_uint(added) > height):
+        return False
+    return _investigator_at(q, project, key, height)
+
+
 def authz(
     q: StateView,
     grantee_key: bytes,
@@ -415,12 +446,14 @@ def authz(
 ) -> dict[str, Any]:
     """May the member ``grantee_key`` use ``dataset_id`` at (``height``, ``time_ms``)?
 
-    Allow only when the key is an active member (or a site admin) and every
-    subject linked to the dataset has an active grant covering the dataset for
-    the member, the member's site, or ``project`` (and, if ``purpose`` is
-    given, for that purpose). The answer names the deciding grant per subject,
-    or what is missing, so an archive can use the ledger as its policy
-    decision point and log why.
+    Allow only when the key is an active member (or a site admin) whose role
+    allows the use, and every subject linked to the dataset has an active grant
+    covering the dataset for the member, the member's site, or ``project`` (a
+    trial the member is an investigator of, and the dataset is in); and, if
+    ``purpose`` is given, for that purpose. The role and grant checks are
+    ``access.log``'s own (registry/policy.py). The answer names the deciding
+    grant per subject, or what is missing, so an archive can use the ledger as
+    its policy decision point and log why.
     """
     _check_key("grantee key", grantee_key)
     _dataset_record(q, dataset_id)
@@ -434,6 +467,7 @@ def authz(
         "height": height,
         "time_ms": time_ms,
         "project": project,
+        "project_member": None,
         "purpose": purpose,
         "sites": [],
         "role": None,
@@ -452,8 +486,13 @@ def authz(
             return deny("not_a_member", "the key is not an active member at that height")
         sites, role = [standing[0]], standing[1]
     answer["sites"], answer["role"] = sites, role
-    if role == "auditor" and purpose is not None and purpose != AUDIT_PURPOSE:
-        return deny("role_forbidden", f"an auditor may only use data for {AUDIT_PURPOSE}")
+    investigator = project is not None and _in_project(q, project, dataset_id, grantee_key, height)
+    if project is not None:
+        answer["project_member"] = investigator
+    use = Use(grantee_key, role, sites, purpose, project, investigator)
+    forbidden = role_refusal(use)
+    if forbidden is not None:
+        return deny("role_forbidden", forbidden)
 
     subjects = [
         subject_hex
@@ -473,9 +512,7 @@ def authz(
     for subject_hex in subjects:
         deciding = None
         for record in candidates:
-            if record.subject.hex() != subject_hex:
-                continue
-            if purpose is not None and record.purpose != purpose:
+            if record.subject.hex() != subject_hex or consent_refusal(record, use) is not None:
                 continue
             start = _covers_from(q, record, dataset_id)
             if start is not None and grant_state(record, start, height, time_ms) == "active":
@@ -520,9 +557,16 @@ def trial(q: StateView, trial_id: str) -> dict[str, Any]:
             "results": _hex(e.results),
             "datasets": list(e.datasets),
             "flagged_after_access": e.flagged_after_access,
+            "investigators_added": [k.hex() for k in e.investigators_added],
+            "investigators_removed": [k.hex() for k in e.investigators_removed],
             "audit": _audit(e.audit),
         }
-        for e in _records(q, TRIAL_EVENT_SCHEMA, keys.trial_event_prefix(trial_id))
+        # Height order: a first access found when a dataset joined the trial carries
+        # that earlier access's height (sorted() is stable within a height).
+        for e in sorted(
+            _records(q, TRIAL_EVENT_SCHEMA, keys.trial_event_prefix(trial_id)),
+            key=lambda e: e.audit.height,
+        )
     ]
     return {
         "id": record.id,
@@ -532,6 +576,11 @@ def trial(q: StateView, trial_id: str) -> dict[str, Any]:
         "protocol": record.protocol.hex(),
         "endpoints": record.endpoints.hex(),
         "datasets": [d for d, _ in _suffixes(q, keys.trial_dataset_prefix(trial_id))],
+        "investigators": [
+            record.investigator.hex()
+            for record in _records(q, INVESTIGATOR_SCHEMA, keys.trial_investigator_prefix(trial_id))
+            if record.active
+        ],
         "first_access_height": record.first_access_height,
         "first_access_time_ms": record.first_access_time_ms,
         "registered": _audit(record.registered),

@@ -24,6 +24,7 @@ from ledger.types import HASH_BYTES, TX_KIND_PATTERN
 from registry.kinds import (
     GRANTEE_SCHEMA,
     ID_PATTERN,
+    MAX_INVESTIGATORS,
     MAX_REASON_BYTES,
     MAX_REGISTRY_IDS,
     REGISTRY_ID_PATTERN,
@@ -383,6 +384,8 @@ class TrialEvent:
     results: bytes | None
     datasets: tuple[str, ...]
     flagged_after_access: bool
+    investigators_added: tuple[bytes, ...]  # register: every investigator, the owner first
+    investigators_removed: tuple[bytes, ...]
 
 
 TRIAL_EVENT_SCHEMA: Final = Schema[TrialEvent](
@@ -396,5 +399,27 @@ TRIAL_EVENT_SCHEMA: Final = Schema[TrialEvent](
         FieldSpec("results", "results", Optional(_DIGEST)),
         FieldSpec("datasets", "datasets", Array(_ID, 64)),
         FieldSpec("flagged_after_access", "flagged_after_access", Bool()),
+        FieldSpec("investigators_added", "investigators_added", Array(_KEY, MAX_INVESTIGATORS)),
+        FieldSpec("investigators_removed", "investigators_removed", Array(_KEY, MAX_INVESTIGATORS)),
+    ],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InvestigatorRecord:
+    """A key's current standing in a trial's membership (the project of its grants)."""
+
+    investigator: bytes
+    active: bool
+    since_height: int  # of the event that set ``active``
+
+
+INVESTIGATOR_SCHEMA: Final = Schema[InvestigatorRecord](
+    "investigator",
+    InvestigatorRecord,
+    [
+        FieldSpec("investigator", "investigator", _KEY),
+        FieldSpec("active", "active", Bool()),
+        FieldSpec("since_height", "since_height", UInt()),
     ],
 )

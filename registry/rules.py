@@ -22,7 +22,6 @@ from ledger.types import Tx
 from registry import state as keys
 from registry.errors import Rejected
 from registry.kinds import (
-    AUDIT_PURPOSE,
     ROLE_ADMIN,
     AccessLog,
     Body,
@@ -39,12 +38,14 @@ from registry.kinds import (
     check_claimed_time,
     parse_body,
 )
+from registry.policy import Use, consent_refusal, role_refusal
 from registry.records import (
     ACCESS_SCHEMA,
     AUDIT_SCHEMA,
     DATASET_SCHEMA,
     GRANT_SCHEMA,
     INSTANCE_REF_SCHEMA,
+    INVESTIGATOR_SCHEMA,
     LINK_SCHEMA,
     MEMBER_EVENT_SCHEMA,
     MEMBER_STATE_SCHEMA,
@@ -57,6 +58,7 @@ from registry.records import (
     DatasetRecord,
     GrantRecord,
     InstanceRef,
+    InvestigatorRecord,
     LinkRecord,
     MemberEvent,
     MemberState,
@@ -106,7 +108,8 @@ REJECTION_CODES: Final = {
     "grant_revoked": "the consent grant was revoked",
     "grant_expired": "the consent grant has expired",
     "grant_inactive": "the consent grant is already revoked or expired",
-    "grant_not_for_grantee": "the consent grant is not for this signer, its site or trial",
+    "grant_not_for_grantee": "the consent grant is not for this signer, its site, or a trial "
+    "it is an investigator of",
     "grant_not_for_dataset": "the consent grant does not cover this dataset",
     "consent_purpose_mismatch": "the consent grant is for another purpose",
     "not_grantor": "only the subject who granted consent can revoke it",
@@ -115,6 +118,9 @@ REJECTION_CODES: Final = {
     "already_expired": "expires_ms is not after the block time",
     "commitment_mismatch": "the subject is linked at this site with another commitment",
     "already_linked": "every listed dataset is already linked to the subject",
+    "investigator_not_member": "an investigator is not a site admin or an active member",
+    "already_investigator": "the key is already an active investigator of the trial",
+    "not_an_investigator": "the key is not an active investigator of the trial",
 }
 
 
@@ -587,7 +593,25 @@ def _dataset_derive(env: Env, body: DatasetDerive) -> None:
 # --------------------------------------------------------------------------- access
 
 
-def _check_consent(env: Env, actor: Actor, body: AccessLog, grant_id: bytes) -> None:
+def _is_investigator(env: Env, trial_id: str, key: bytes) -> bool:
+    record = env.st.load(INVESTIGATOR_SCHEMA, keys.trial_investigator_key(trial_id, key))
+    return record is not None and record.active
+
+
+def _use(env: Env, actor: Actor, body: AccessLog) -> Use:
+    """The access as the consent policy sees it (registry/policy.py, shared with authz)."""
+    trial = body.trial
+    return Use(
+        key=actor.key,
+        role=actor.role,
+        sites=actor.sites,
+        purpose=body.purpose,
+        project=trial,
+        investigator=trial is not None and _is_investigator(env, trial, actor.key),
+    )
+
+
+def _check_consent(env: Env, use: Use, dataset_id: str, grant_id: bytes) -> None:
     grant = env.st.load(GRANT_SCHEMA, keys.grant_key(grant_id))
     what = f"consent grant {grant_id.hex()}"
     if grant is None:
@@ -596,39 +620,24 @@ def _check_consent(env: Env, actor: Actor, body: AccessLog, grant_id: bytes) -> 
         raise Rejected("grant_revoked", f"{what} was revoked at height {grant.revoked.height}")
     if grant.expires_ms is not None and env.time_ms >= grant.expires_ms:
         raise Rejected("grant_expired", f"{what} expired at {grant.expires_ms}")
-    grantee = grant.grantee
-    matches = (
-        (grantee.kind == "member" and grantee.id == actor.key.hex())
-        or (grantee.kind == "site" and grantee.id in actor.sites)
-        or (grantee.kind == "project" and grantee.id == body.trial)
-    )
-    if not matches:
-        raise Rejected(
-            "grant_not_for_grantee",
-            f"{what} is for {grantee.kind} {grantee.id}, not for this signer, "
-            "its site or the trial it names",
-        )
-    if grant.purpose != body.purpose:
-        raise Rejected(
-            "consent_purpose_mismatch",
-            f"{what} is for purpose {grant.purpose}, the access is for {body.purpose}",
-        )
+    refusal = consent_refusal(grant, use)
+    if refusal is not None:
+        raise Rejected(*refusal)
     scope = grant.scope
     if scope.datasets is None:
-        covered = env.st.has(keys.subject_dataset_key(scope.site, grant.subject, body.dataset))
+        covered = env.st.has(keys.subject_dataset_key(scope.site, grant.subject, dataset_id))
     else:
-        covered = body.dataset in scope.datasets
+        covered = dataset_id in scope.datasets
     if not covered:
-        raise Rejected("grant_not_for_dataset", f"{what} does not cover dataset {body.dataset}")
+        raise Rejected("grant_not_for_dataset", f"{what} does not cover dataset {dataset_id}")
 
 
 def _access_log(env: Env, body: AccessLog) -> None:
     actor = resolve_actor(env.st, env.consortium, env.signer)
-    if actor.role == "auditor" and body.purpose != AUDIT_PURPOSE:
-        raise Rejected(
-            "role_forbidden",
-            f"an auditor may only log access for purpose {AUDIT_PURPOSE}, not {body.purpose}",
-        )
+    use = _use(env, actor, body)
+    forbidden = role_refusal(use)
+    if forbidden is not None:
+        raise Rejected("role_forbidden", forbidden)
     dataset = _dataset(env, body.dataset)
     if body.trial is not None:
         _trial(env, body.trial)
@@ -639,7 +648,7 @@ def _access_log(env: Env, body: AccessLog) -> None:
                 "amend the trial first",
             )
     if body.consent is not None:
-        _check_consent(env, actor, body, body.consent)
+        _check_consent(env, use, body.dataset, body.consent)
     st = env.st
     st.store(
         ACCESS_SCHEMA,
@@ -661,7 +670,9 @@ def _access_log(env: Env, body: AccessLog) -> None:
         _append_trial_event(
             env,
             replace(trial, first_access_height=env.height, first_access_time_ms=env.time_ms),
-            TrialEvent("first_access", env.audit(), None, None, None, (body.dataset,), False),
+            TrialEvent(
+                "first_access", env.audit(), None, None, None, (body.dataset,), False, (), ()
+            ),
         )
 
 
@@ -796,7 +807,7 @@ def _joining_datasets_accessed(
     return _append_trial_event(
         env,
         replace(trial, first_access_height=audit.height, first_access_time_ms=audit.time_ms),
-        TrialEvent("first_access", audit, None, None, None, (dataset_id,), False),
+        TrialEvent("first_access", audit, None, None, None, (dataset_id,), False, (), ()),
     )
 
 
@@ -813,12 +824,35 @@ def _add_trial_datasets(env: Env, trial_id: str, datasets: tuple[str, ...]) -> N
         )
 
 
+def _check_investigator(env: Env, key: bytes) -> None:
+    """An investigator must be a site admin or an active enrolled member."""
+    try:
+        resolve_actor(env.st, env.consortium, key)
+    except Rejected:
+        raise Rejected(
+            "investigator_not_member",
+            f"key {key.hex()} is not an active member of any site; enrol it first",
+        ) from None
+
+
+def _set_investigators(env: Env, trial_id: str, added: tuple[bytes, ...], active: bool) -> None:
+    for key in added:
+        env.st.store(
+            INVESTIGATOR_SCHEMA,
+            keys.trial_investigator_key(trial_id, key),
+            InvestigatorRecord(key, active, env.height),
+        )
+
+
 def _trial_register(env: Env, body: TrialRegister) -> None:
     actor = _data_writer(env)
     if env.st.has(keys.trial_key(body.trial)):
         raise Rejected("trial_exists", f"trial {body.trial} is already registered")
     for dataset_id in body.datasets:
         _dataset(env, dataset_id)
+    investigators = (env.signer, *(k for k in body.investigators if k != env.signer))
+    for key in investigators[1:]:
+        _check_investigator(env, key)
     trial = TrialRecord(
         id=body.trial,
         owner=env.signer,
@@ -834,12 +868,21 @@ def _trial_register(env: Env, body: TrialRegister) -> None:
     )
     trial = _joining_datasets_accessed(env, trial, body.datasets)
     _add_trial_datasets(env, body.trial, body.datasets)
+    _set_investigators(env, body.trial, investigators, active=True)
     flagged = trial.first_access_height is not None  # registered after its data was read
     _append_trial_event(
         env,
         trial,
         TrialEvent(
-            "register", env.audit(), body.protocol, body.endpoints, None, body.datasets, flagged
+            "register",
+            env.audit(),
+            body.protocol,
+            body.endpoints,
+            None,
+            body.datasets,
+            flagged,
+            investigators,
+            (),
         ),
     )
 
@@ -859,8 +902,23 @@ def _trial_amend(env: Env, body: TrialAmend) -> None:
             raise Rejected(
                 "dataset_in_trial", f"dataset {dataset_id} already belongs to trial {body.trial}"
             )
+    for key in body.investigators_added:
+        if _is_investigator(env, body.trial, key):
+            raise Rejected(
+                "already_investigator",
+                f"key {key.hex()} is already an investigator of trial {body.trial}",
+            )
+        _check_investigator(env, key)
+    for key in body.investigators_removed:
+        if not _is_investigator(env, body.trial, key):
+            raise Rejected(
+                "not_an_investigator",
+                f"key {key.hex()} is not an active investigator of trial {body.trial}",
+            )
     trial = _joining_datasets_accessed(env, trial, body.datasets_added)
     _add_trial_datasets(env, body.trial, body.datasets_added)
+    _set_investigators(env, body.trial, body.investigators_added, active=True)
+    _set_investigators(env, body.trial, body.investigators_removed, active=False)
     flagged = trial.first_access_height is not None
     amended = replace(
         trial,
@@ -879,6 +937,8 @@ def _trial_amend(env: Env, body: TrialAmend) -> None:
             None,
             body.datasets_added,
             flagged,
+            body.investigators_added,
+            body.investigators_removed,
         ),
     )
 
@@ -891,5 +951,5 @@ def _trial_result(env: Env, body: TrialResult) -> None:
     _append_trial_event(
         env,
         trial,
-        TrialEvent("result", env.audit(), None, None, body.results, body.datasets, False),
+        TrialEvent("result", env.audit(), None, None, body.results, body.datasets, False, (), ()),
     )

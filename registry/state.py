@@ -182,6 +182,14 @@ def trial_dataset_key(trial: str, dataset: str) -> bytes:
     return trial_dataset_prefix(trial) + _id(dataset)
 
 
+def trial_investigator_prefix(trial: str) -> bytes:
+    return trial_key(trial) + b"/inv/"
+
+
+def trial_investigator_key(trial: str, investigator: bytes) -> bytes:
+    return trial_investigator_prefix(trial) + _hex(investigator)
+
+
 def trial_event_prefix(trial: str) -> bytes:
     return trial_key(trial) + b"/ev/"
 

@@ -234,6 +234,7 @@ def build_world(ledger: Ledger, series: Series) -> World:
                 "protocol": hashlib.sha256(b"protocol v1").digest(),
                 "endpoints": hashlib.sha256(b"endpoints v1").digest(),
                 "datasets": [DATASET],
+                "investigators": [],
                 "reason": "pre-registration",
             },
         )
@@ -352,6 +353,13 @@ async def test_dataset_shows_owner_series_root_trial_subjects_and_access(
     assert access["trial"] == TRIAL
     assert access["tx"] == world.access.hash.hex()
     assert access["height"] == 7
+    assert answer["versions"] == {"supersedes": None, "superseded_by": None}
+    sealed = answer["sealed"]  # by its first use: the trial naming it
+    assert (sealed["cause"], sealed["action"], sealed["height"]) == (
+        "in a trial",
+        "trial.register",
+        6,
+    )
 
 
 async def test_series_leaves_are_the_manifest_in_order(client: Client, world: World) -> None:
@@ -463,6 +471,22 @@ async def test_a_trial_shows_its_timeline(client: Client, world: World) -> None:
         ("register", 6),
         ("first_access", 7),
     ]
+    assert answer["investigators"] == [RESEARCHER.public_key.hex()]  # its owner
+    assert answer["timeline"][0]["investigators_added"] == [RESEARCHER.public_key.hex()]
+
+
+@pytest.mark.parametrize(
+    ("grantee", "purpose", "member"),
+    [(RESEARCHER, "research", True), (OTHER, "research", False), (OTHER, None, False)],
+    ids=["investigator", "not-an-investigator", "no-purpose"],
+)
+async def test_authz_for_a_project_says_whether_the_key_is_an_investigator(
+    client: Client, world: World, grantee: SigningKey, purpose: str | None, member: bool
+) -> None:
+    path = f"/v1/authz?grantee={grantee.public_key.hex()}&dataset={DATASET}&project={TRIAL}"
+    answer = await get_json(client, path + (f"&purpose={purpose}" if purpose else ""))
+    assert answer["project"] == TRIAL
+    assert answer["project_member"] is member
 
 
 async def test_a_member_shows_enrolment_and_every_action(client: Client, world: World) -> None:

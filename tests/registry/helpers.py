@@ -236,7 +236,10 @@ def grant_body(
 
 
 def trial_body(
-    trial: str, datasets: Sequence[str] = (), registry_ids: Sequence[str] = ("NCT01234567",)
+    trial: str,
+    datasets: Sequence[str] = (),
+    registry_ids: Sequence[str] = ("NCT01234567",),
+    investigators: Sequence[SigningKey] = (),
 ) -> dict[str, Any]:
     return {
         "trial": trial,
@@ -244,6 +247,7 @@ def trial_body(
         "protocol": digest(f"protocol {trial}"),
         "endpoints": digest(f"endpoints {trial}"),
         "datasets": list(datasets),
+        "investigators": [key.public_key for key in investigators],
     }
 
 
@@ -252,12 +256,16 @@ def amend_body(
     protocol: bytes | None = None,
     endpoints: bytes | None = None,
     datasets_added: Sequence[str] = (),
+    investigators_added: Sequence[SigningKey] = (),
+    investigators_removed: Sequence[SigningKey] = (),
 ) -> dict[str, Any]:
     return {
         "trial": trial,
         "protocol": protocol,
         "endpoints": endpoints,
         "datasets_added": list(datasets_added),
+        "investigators_added": [key.public_key for key in investigators_added],
+        "investigators_removed": [key.public_key for key in investigators_removed],
     }
 
 

@@ -20,10 +20,12 @@ from tests.registry.helpers import (
     SUBJECT2,
     Chain,
     access_body,
+    amend_body,
     grant_body,
     leaves,
     link_body,
     register_bodies,
+    trial_body,
 )
 
 ME = RESEARCHER.public_key.hex()
@@ -138,17 +140,7 @@ def test_access_with_a_grant_to_the_site_or_project(pop: Chain) -> None:
         RESEARCHER1, "access.log", access_body("ds0", consent=site_grant), "grant_not_for_grantee"
     )
     project_grant = _grant(pop, grant_body("project", "lung-ai"))
-    pop.submit(
-        RESEARCHER1,
-        "trial.register",
-        {
-            "trial": "lung-ai",
-            "registry_ids": [],
-            "protocol": b"\x01" * 32,
-            "endpoints": b"\x02" * 32,
-            "datasets": ["ds0"],
-        },
-    )
+    pop.submit(RESEARCHER1, "trial.register", trial_body("lung-ai", ["ds0"]))
     pop.refuse(
         RESEARCHER1,
         "access.log",
@@ -157,6 +149,73 @@ def test_access_with_a_grant_to_the_site_or_project(pop: Chain) -> None:
     )
     pop.submit(
         RESEARCHER1, "access.log", access_body("ds0", consent=project_grant, trial="lung-ai")
+    )
+
+
+def test_a_project_grant_is_for_the_trials_investigators_only(pop: Chain) -> None:
+    project_grant = _grant(pop, grant_body("project", "lung-ai"))
+    pop.submit(RESEARCHER1, "trial.register", trial_body("lung-ai", ["ds0"]))
+    by_trial = access_body("ds0", consent=project_grant, trial="lung-ai")
+    # any active member could name the project before; now only its investigators
+    refusal = pop.refuse(RESEARCHER, "access.log", by_trial, "grant_not_for_grantee")
+    assert "not an active investigator of trial lung-ai" in refusal.message
+    pop.refuse(ADMIN[0], "access.log", by_trial, "grant_not_for_grantee")
+    pop.submit(RESEARCHER1, "trial.amend", amend_body("lung-ai", investigators_added=[RESEARCHER]))
+    pop.submit(RESEARCHER, "access.log", by_trial)
+    pop.submit(
+        RESEARCHER1, "trial.amend", amend_body("lung-ai", investigators_removed=[RESEARCHER])
+    )
+    pop.refuse(RESEARCHER, "access.log", by_trial, "grant_not_for_grantee")
+    info = queries.trial(pop.state, "lung-ai")
+    assert info["investigators"] == [RESEARCHER1.public_key.hex()]
+    changes = [
+        (e["event"], e["investigators_added"], e["investigators_removed"])
+        for e in info["timeline"]
+        if e["event"] in ("register", "amend")
+    ]
+    assert changes == [
+        ("register", [RESEARCHER1.public_key.hex()], []),
+        ("amend", [RESEARCHER.public_key.hex()], []),
+        ("amend", [], [RESEARCHER.public_key.hex()]),
+    ]
+
+
+def test_investigator_rules(pop: Chain) -> None:
+    pop.refuse(
+        RESEARCHER,
+        "trial.register",
+        trial_body("T1", investigators=[STRANGER]),
+        "investigator_not_member",
+    )
+    pop.refuse(
+        RESEARCHER,
+        "trial.register",
+        trial_body("T1", investigators=[RESEARCHER1, RESEARCHER1]),
+        "bad_body",
+    )
+    # the signer is always an investigator, listed or not; members of any site may be
+    pop.submit(RESEARCHER, "trial.register", trial_body("T1", investigators=[RESEARCHER, ADMIN[2]]))
+    assert queries.trial(pop.state, "T1")["investigators"] == sorted(
+        [RESEARCHER.public_key.hex(), ADMIN[2].public_key.hex()]
+    )
+    add = amend_body("T1", investigators_added=[ADMIN[2]])
+    pop.refuse(RESEARCHER, "trial.amend", add, "already_investigator")
+    remove = amend_body("T1", investigators_removed=[RESEARCHER1])
+    pop.refuse(RESEARCHER, "trial.amend", remove, "not_an_investigator")
+    both = amend_body("T1", investigators_added=[AUDITOR], investigators_removed=[AUDITOR])
+    pop.refuse(RESEARCHER, "trial.amend", both, "bad_body")
+    pop.refuse(
+        RESEARCHER1,
+        "trial.amend",
+        amend_body("T1", investigators_added=[RESEARCHER1]),
+        "wrong_site",  # membership is amended by the trial's site, like the protocol
+    )
+    pop.submit(ADMIN[0], "member.revoke", {"member": AUDITOR.public_key})
+    pop.refuse(
+        RESEARCHER,
+        "trial.amend",
+        amend_body("T1", investigators_added=[AUDITOR]),
+        "investigator_not_member",
     )
 
 
@@ -328,3 +387,96 @@ def test_authz_denials(pop: Chain) -> None:
         queries.authz(pop.state, b"x", "ds0", now, None, genesis=GENESIS)
     with pytest.raises(InvalidQuery):
         queries.authz(pop.state, ME.encode()[:32], "ds0", now, None, genesis=GENESIS, purpose="fun")
+
+
+def test_authz_for_a_project_counts_only_its_investigators(pop: Chain) -> None:
+    _grant(pop, grant_body("project", "lung-ai"))
+    now = pop.time_ms
+
+    def ask(key: SigningKey, height: int | None = None, project: str = "lung-ai") -> Any:
+        return queries.authz(
+            pop.state, key.public_key, "ds0", now, height, genesis=GENESIS, project=project
+        )
+
+    assert ask(RESEARCHER)["project_member"] is False  # no such trial yet
+    pop.submit(RESEARCHER1, "trial.register", trial_body("lung-ai", ["ds0"]))
+    registered = pop.height
+    owner = ask(RESEARCHER1)
+    assert (owner["decision"], owner["project_member"]) == ("allow", True)
+    outsider = ask(RESEARCHER)
+    assert (outsider["decision"], outsider["code"]) == ("deny", "missing_consent")
+    assert outsider["project_member"] is False
+    pop.submit(RESEARCHER1, "trial.amend", amend_body("lung-ai", investigators_added=[RESEARCHER]))
+    added = pop.height
+    assert ask(RESEARCHER)["decision"] == "allow"
+    assert ask(RESEARCHER, registered)["decision"] == "deny"  # not yet an investigator then
+    pop.submit(
+        RESEARCHER1, "trial.amend", amend_body("lung-ai", investigators_removed=[RESEARCHER])
+    )
+    assert ask(RESEARCHER)["decision"] == "deny"
+    assert ask(RESEARCHER, added)["decision"] == "allow"
+    assert ask(RESEARCHER1, registered - 1)["decision"] == "deny"  # before the trial existed
+    # a trial that does not hold the dataset gives no project rights to it
+    pop.submit(RESEARCHER1, "trial.register", trial_body("other"))
+    assert ask(RESEARCHER1, project="other")["project_member"] is False
+
+
+def test_authz_for_an_auditor_needs_the_audit_purpose(pop: Chain) -> None:
+    _grant(pop, grant_body("site", "site0", purpose="audit"))
+    now = pop.time_ms
+
+    def ask(purpose: str | None) -> Any:
+        return queries.authz(
+            pop.state, AUDITOR.public_key, "ds0", now, None, genesis=GENESIS, purpose=purpose
+        )
+
+    unspecified = ask(None)
+    assert (unspecified["decision"], unspecified["code"]) == ("deny", "role_forbidden")
+    assert "not for no purpose" in unspecified["message"]
+    assert ask("audit")["decision"] == "allow"
+    assert ask("research")["code"] == "role_forbidden"
+
+
+ACCESSORS = {"admin": ADMIN[0], "researcher": RESEARCHER, "auditor": AUDITOR, "other": RESEARCHER1}
+
+
+def test_authz_agrees_with_access_log_for_every_key_purpose_grant_and_trial(pop: Chain) -> None:
+    """With one subject, authz allows exactly when some grant lets access.log through."""
+    grants = [
+        _grant(pop, grant_body("member", ME)),
+        _grant(pop, grant_body("site", "site0", purpose="audit")),
+        _grant(pop, grant_body("project", "T1", purpose="teaching")),
+        _grant(pop, grant_body("site", "site1", purpose="ai-training", datasets=["ds0"])),
+    ]
+    pop.submit(RESEARCHER1, "trial.register", trial_body("T1", ["ds0"], investigators=[AUDITOR]))
+    registry, now = pop.registry, pop.time_ms + 1000
+    decisions: list[str] = []
+    for name, key in ACCESSORS.items():
+        for purpose in ("research", "audit", "teaching", "ai-training"):
+            for trial in (None, "T1"):
+                accepted = [
+                    g
+                    for g in grants
+                    if registry.check(
+                        pop.state.get,
+                        pop.tx(key, "access.log", access_body("ds0", purpose, g, trial)),
+                        now,
+                    )
+                    is None
+                ]
+                answer = queries.authz(
+                    pop.state,
+                    key.public_key,
+                    "ds0",
+                    now,
+                    None,
+                    genesis=GENESIS,
+                    project=trial,
+                    purpose=purpose,
+                )
+                case = (name, purpose, trial, answer["code"])
+                decisions.append(answer["decision"])
+                assert (answer["decision"] == "allow") == bool(accepted), case
+                if accepted:
+                    assert answer["grants"][0]["grant"] in {g.hex() for g in accepted}, case
+    assert decisions.count("allow") == 11  # of 64: the matrix exercises both answers

@@ -86,6 +86,7 @@ LAYOUT = [
     rb"reg/trial/" + _ID,
     rb"reg/trial/" + _ID + rb"/ds/" + _ID,
     rb"reg/trial/" + _ID + rb"/ev/" + _N,
+    rb"reg/trial/" + _ID + rb"/inv/" + _HEX,
 ]
 
 

@@ -159,13 +159,14 @@ def test_a_dataset_accessed_before_it_joined_flags_the_amendment_adding_it(pop: 
     pop.submit(RESEARCHER, "trial.amend", amend_body("T1", datasets_added=["ds1"]))
     info = queries.trial(pop.state, "T1")
     assert [(e["event"], e["flagged_after_access"]) for e in info["timeline"]] == [
+        ("first_access", False),  # of ds1, in height order
         ("register", False),
         ("amend", False),  # the trial's data then (ds0) had not been accessed
-        ("first_access", False),
         ("amend", True),  # adds ds1, which had been
     ]
     assert info["first_access_height"] == accessed_at
-    assert info["timeline"][2]["datasets"] == ["ds1"]
+    assert info["timeline"][0]["datasets"] == ["ds1"]
+    assert info["timeline"][0]["height"] == accessed_at
 
 
 def test_the_earliest_prior_access_of_several_datasets_is_the_first(pop: Chain) -> None:
