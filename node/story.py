@@ -10,6 +10,7 @@ test of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -29,10 +30,48 @@ from node.researcher import Registered, compare, register_bodies
 from node.testnet import ADMIN_KEY_FILE, GENESIS_FILE
 
 STUDY: Final = StudySpec(seed=2026, series=2, instances=60, rows=128, columns=128)
+#: How long another node may take to reach the height node0 committed the study at.
+SYNC_WAIT_S: Final = 30.0
+_POLL_S: Final = 0.2
 
 
 class StoryError(Exception):
     """A step of the story failed; the message says which and why."""
+
+
+def wait_for_height(
+    read_height: Callable[[], int],
+    height: int,
+    what: str,
+    timeout_s: float = SYNC_WAIT_S,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Wait until ``read_height()`` is at least ``height``; :class:`StoryError` after ``timeout_s``.
+
+    Another node commits the same block a moment after the one that answered
+    the submission, so reading through it at once could miss the study.
+    ``read_height`` may raise :class:`RpcError` (the node is briefly busy): it is
+    retried until the deadline. Returns the height reached.
+    """
+    deadline = clock() + timeout_s
+    seen: int | None = None
+    while True:
+        with contextlib.suppress(RpcError):
+            seen = read_height()
+        if seen is not None and seen >= height:
+            return seen
+        if clock() >= deadline:
+            at = "did not answer" if seen is None else f"is at height {seen}"
+            raise StoryError(
+                f"{what} did not reach height {height} within {timeout_s:.0f} s ({at})"
+            )
+        sleep(_POLL_S)
+
+
+def _height_of(client: RpcClient) -> Callable[[], int]:
+    return lambda: int(client.status()["height"])
 
 
 def run_story(home: Path, rpc_urls: list[str], say: Callable[[str], None]) -> None:
@@ -83,7 +122,9 @@ def run_story(home: Path, rpc_urls: list[str], say: Callable[[str], None]) -> No
         f"{min(heights)}-{max(heights)}"
     )
 
+    committed = max(heights)
     checker = RpcClient(rpc_urls[1])
+    wait_for_height(_height_of(checker), committed, "node1")
     try:
         info = checker.get(RpcClient.path("v1", "datasets", dataset))
         registered: list[Registered] = []
@@ -104,8 +145,10 @@ def run_story(home: Path, rpc_urls: list[str], say: Callable[[str], None]) -> No
         "and attribute digest matches what node0 registered"
     )
 
+    prover = RpcClient(rpc_urls[2])
+    wait_for_height(_height_of(prover), committed, "node2")
     try:
-        receipt_json = RpcClient(rpc_urls[2]).get(
+        receipt_json = prover.get(
             RpcClient.path("v1", "receipts", dataset),
             {"instance": instances[0].fingerprint.sop_instance_uid},
         )
