@@ -25,7 +25,7 @@ the tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
 from ledger.errors import DecodeError, EncodeError
@@ -164,13 +164,22 @@ class DecodedMap(dict[str, "Value"]):
         return self._source[self._start : self._end]
 
 
-class _Decoder:
-    __slots__ = ("data", "end", "pos")
+class Decoder:
+    """A cursor over canonical input: ``value`` reads one item and checks it is canonical.
 
-    def __init__(self, data: bytes) -> None:
+    Record schemas (``ledger.schema``) read their fields straight from a decoder
+    instead of building a generic value first; ``known`` (optional) maps the
+    SHA-256 of an encoded record to an already decoded, already validated one,
+    so a block's transactions that this node holds need not be decoded again.
+    """
+
+    __slots__ = ("data", "end", "known", "pos")
+
+    def __init__(self, data: bytes, known: Callable[[bytes], object | None] | None = None) -> None:
         self.data = data
         self.pos = 0
         self.end = len(data)
+        self.known = known
 
     def fail(self, message: str) -> DecodeError:
         return DecodeError(f"{message} (at byte {self.pos})")
@@ -207,6 +216,49 @@ class _Decoder:
         chunk = self.data[self.pos : self.pos + length]
         self.pos += length
         return chunk
+
+    def skip(self, pos: int, depth: int = 0) -> int:
+        """Where the item starting at ``pos`` ends, following heads only.
+
+        No canonical checks: for finding a span whose hash is then looked up.
+        Raises :class:`DecodeError` on input that runs out or nests too deep.
+        """
+        data = self.data
+        end = self.end
+        stack: list[int] = []  # items left in each enclosing array or map
+        remaining = 1
+        while True:
+            if remaining == 0:
+                if not stack:
+                    if pos > end:
+                        raise self.fail("item runs past the end of input")
+                    return pos
+                remaining = stack.pop()
+                continue
+            remaining -= 1
+            if pos >= end:
+                raise self.fail("unexpected end of input")
+            initial = data[pos]
+            major = initial >> 5
+            arg = initial & 0x1F
+            pos += 1
+            if arg >= 24:
+                if arg > 27:
+                    raise self.fail("not a definite-length item")
+                width = 1 << (arg - 24)
+                arg = int.from_bytes(data[pos : pos + width], "big")
+                pos += width
+            if major in (_MAJOR_BYTES, _MAJOR_TEXT):
+                pos += arg
+            elif major in (_MAJOR_ARRAY, _MAJOR_MAP):
+                if arg > end - pos:
+                    raise self.fail("container cannot fit in the input")
+                if len(stack) + depth >= MAX_DEPTH:
+                    raise self.fail(f"nesting deeper than {MAX_DEPTH} levels")
+                stack.append(remaining)
+                remaining = arg if major == _MAJOR_ARRAY else 2 * arg
+            elif major == _MAJOR_TAG:
+                raise self.fail("tags are not in the data model")
 
     def value(self, depth: int) -> Value:
         if depth > MAX_DEPTH:
@@ -289,7 +341,7 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Value:
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise DecodeError(f"input of {len(data)} bytes exceeds the limit of {max_bytes}")
-    decoder = _Decoder(bytes(data))
+    decoder = Decoder(bytes(data))
     try:
         value = decoder.value(0)
     except RecursionError:

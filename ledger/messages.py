@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -48,6 +48,7 @@ from ledger.types import (
     Block,
     CommitCertificate,
     PreparedCertificate,
+    Tx,
     Vote,
     VoteKind,
     quorum_size,
@@ -509,16 +510,49 @@ def encode_message(message: Message) -> bytes:
     return b"".join(out)
 
 
-def decode_message(data: bytes, *, max_bytes: int = 2 * MAX_BLOCK_BYTES) -> Message:
-    """Decode a consensus message; :class:`DecodeError` for anything malformed."""
+def decode_message(
+    data: bytes,
+    *,
+    max_bytes: int = 2 * MAX_BLOCK_BYTES,
+    known_txs: Callable[[bytes], Tx | None] | None = None,
+) -> Message:
+    """Decode a consensus message; :class:`DecodeError` for anything malformed.
+
+    ``known_txs`` (a transaction's hash -> the transaction, if this node holds
+    it) lets a proposal's transactions that this node already decoded and
+    validated be reused instead of decoded again; the result is the same.
+    """
+    if isinstance(data, bytes) and len(data) <= max_bytes and len(data) >= 2:
+        # Fast path: [tag, body] read straight into the record (Schema.read).
+        dec = codec.Decoder(data, known_txs)
+        schema = _BY_TAG.get(data[1]) if data[0] == 0x82 and data[1] < 24 else None
+        if schema is not None:
+            dec.pos = 2
+            try:
+                message: Message = schema.read(dec, 1)
+            except (DecodeError, RecursionError):
+                pass
+            else:
+                if dec.pos == dec.end:
+                    return message
+    return _decode_message_reference(data, max_bytes)
+
+
+def _decode_message_reference(data: bytes, max_bytes: int) -> Message:
+    """The reference decoding: generic canonical value first, then the schema."""
     value = codec.decode(data, max_bytes=max_bytes)
-    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int):
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], int)
+        or isinstance(value[0], bool)
+    ):
         raise DecodeError("a message is [type, body]")
     schema = _BY_TAG.get(value[0])
     if schema is None:
         raise DecodeError(f"unknown message type {value[0]}")
-    message: Message = schema.from_value(value[1])
-    return message
+    slow: Message = schema.from_value(value[1])
+    return slow
 
 
 def verify_message(message: Message, chain_id: str, validators: Sequence[bytes]) -> None:

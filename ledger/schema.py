@@ -14,11 +14,12 @@ type and bounds, and the record's own ``__post_init__`` checks run; any
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from ledger import codec
 from ledger.codec import Value
@@ -40,6 +41,14 @@ class Field(ABC):
     def decode(self, raw: Value, name: str) -> Any:
         """Check a decoded value and convert it; ``DecodeError`` naming ``name`` if wrong."""
 
+    def read(self, dec: codec.Decoder, depth: int) -> Any:
+        """:meth:`decode` straight from ``dec`` (the fast path of :meth:`Schema.decode`).
+
+        Error messages here are not shown to anyone: on any error the caller
+        decodes again through the reference path, which names the field.
+        """
+        return self.decode(dec.value(depth), "")
+
     def to_json(self, value: Any) -> Any:
         """The human (JSON) form of ``value``; identity unless the kind says otherwise."""
         return value
@@ -47,6 +56,18 @@ class Field(ABC):
     def from_json(self, obj: Any, name: str) -> Any:
         """Read the JSON form back, with the same checks as :meth:`decode`."""
         return self.decode(obj, name)
+
+
+def _read_arg(dec: codec.Decoder, major: int) -> int:
+    """The argument of the head at ``dec.pos`` if it has major type ``major``."""
+    pos = dec.pos
+    if pos >= dec.end or dec.data[pos] >> 5 != major:
+        raise DecodeError("unexpected type")
+    info = dec.data[pos] & 0x1F
+    if info < 24:
+        dec.pos = pos + 1
+        return info
+    return dec.read_head()[1]  # longer heads, with the shortest-form checks
 
 
 class UInt(Field):
@@ -59,6 +80,12 @@ class UInt(Field):
 
     def encode_into(self, value: Any, out: list[bytes]) -> None:
         out.append(codec.head(0, value))
+
+    def read(self, dec: codec.Decoder, depth: int) -> int:
+        value = _read_arg(dec, 0)
+        if value > self.max_value:
+            raise DecodeError("too large")
+        return value
 
     def decode(self, raw: Value, name: str) -> int:
         if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
@@ -80,6 +107,14 @@ class Bytes(Field):
     def encode_into(self, value: Any, out: list[bytes]) -> None:
         out.append(codec.head(2, len(value)))
         out.append(value)
+
+    def read(self, dec: codec.Decoder, depth: int) -> bytes:
+        length = _read_arg(dec, 2)
+        if (self.size is not None and length != self.size) or (
+            self.max_size is not None and length > self.max_size
+        ):
+            raise DecodeError("wrong length")
+        return dec.read_len(length)
 
     def decode(self, raw: Value, name: str) -> bytes:
         if not isinstance(raw, bytes):
@@ -115,6 +150,18 @@ class Text(Field):
     def encode_into(self, value: Any, out: list[bytes]) -> None:
         out.append(codec.encode_text(value))
 
+    def read(self, dec: codec.Decoder, depth: int) -> str:
+        length = _read_arg(dec, 3)
+        if length > self.max_len:
+            raise DecodeError("too long")
+        try:
+            text = dec.read_len(length).decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("not UTF-8") from None
+        if self.pattern is not None and self.pattern.fullmatch(text) is None:
+            raise DecodeError("does not match")
+        return text
+
     def decode(self, raw: Value, name: str) -> str:
         if not isinstance(raw, str):
             raise DecodeError(f"{name}: expected a text string")
@@ -136,6 +183,13 @@ class RawMap(Field):
 
     def encode_into(self, value: Any, out: list[bytes]) -> None:
         out.append(value)
+
+    def read(self, dec: codec.Decoder, depth: int) -> bytes:
+        start = dec.pos
+        if start >= dec.end or dec.data[start] >> 5 != 5:
+            raise DecodeError("expected a map")
+        dec.value(depth)
+        return CanonicalMap(dec.data[start : dec.pos])
 
     def decode(self, raw: Value, name: str) -> bytes:
         if isinstance(raw, codec.DecodedMap):
@@ -162,6 +216,9 @@ class Nested(Field, Generic[T]):
     def encode_into(self, value: Any, out: list[bytes]) -> None:
         self.schema.encode_into(value, out)
 
+    def read(self, dec: codec.Decoder, depth: int) -> T:
+        return self.schema.read(dec, depth)
+
     def decode(self, raw: Value, name: str) -> T:
         return self.schema.from_value(raw, name)
 
@@ -185,6 +242,18 @@ class Array(Field):
         out.append(codec.array_head(len(value)))
         for element in value:
             self.item.encode_into(element, out)
+
+    def read(self, dec: codec.Decoder, depth: int) -> tuple[Any, ...]:
+        if depth > codec.MAX_DEPTH:
+            raise DecodeError("nesting too deep")
+        major, count = dec.read_head()
+        if major != 4 or count > self.max_items or count > dec.end - dec.pos:
+            raise DecodeError("expected an array within its bounds")
+        item = self.item
+        schema = item.schema if isinstance(item, Nested) else None
+        if schema is not None and schema.hash_attr is not None and dec.known is not None:
+            return tuple(schema.read_known(dec, depth + 1) for _ in range(count))
+        return tuple(item.read(dec, depth + 1) for _ in range(count))
 
     def decode(self, raw: Value, name: str) -> tuple[Any, ...]:
         if not isinstance(raw, list):
@@ -212,6 +281,13 @@ class Bool(Field):
     def encode_into(self, value: Any, out: list[bytes]) -> None:
         out.append(b"\xf5" if value else b"\xf4")
 
+    def read(self, dec: codec.Decoder, depth: int) -> bool:
+        pos = dec.pos
+        if pos < dec.end and dec.data[pos] in (0xF4, 0xF5):
+            dec.pos = pos + 1
+            return dec.data[pos] == 0xF5
+        raise DecodeError("expected true or false")
+
     def decode(self, raw: Value, name: str) -> bool:
         if not isinstance(raw, bool):
             raise DecodeError(f"{name}: expected true or false")
@@ -231,6 +307,13 @@ class Optional(Field):
             out.append(b"\xf6")
         else:
             self.inner.encode_into(value, out)
+
+    def read(self, dec: codec.Decoder, depth: int) -> Any:
+        pos = dec.pos
+        if pos < dec.end and dec.data[pos] == 0xF6:
+            dec.pos = pos + 1
+            return None
+        return self.inner.read(dec, depth)
 
     def decode(self, raw: Value, name: str) -> Any:
         return None if raw is None else self.inner.decode(raw, name)
@@ -252,7 +335,16 @@ class FieldSpec:
 class Schema(Generic[T]):
     """Canonical encoder/decoder for one record type."""
 
-    __slots__ = ("_fields", "_key_set", "_map_head", "build", "cache_attr", "max_bytes", "name")
+    __slots__ = (
+        "_fields",
+        "_key_set",
+        "_map_head",
+        "build",
+        "cache_attr",
+        "hash_attr",
+        "max_bytes",
+        "name",
+    )
 
     def __init__(
         self,
@@ -262,11 +354,18 @@ class Schema(Generic[T]):
         *,
         max_bytes: int = codec.DEFAULT_MAX_BYTES,
         cache_attr: str | None = None,
+        hash_attr: str | None = None,
     ) -> None:
         """``cache_attr`` names a slot of the record that caches its encoding: decoding
         fills it with the (verified canonical) input bytes, so hashing a decoded record
-        never re-encodes it."""
+        never re-encodes it. ``hash_attr`` names a slot caching the record's identity,
+        the SHA-256 of its encoding: such records are interned, i.e. a decoder given
+        ``known`` records reuses one instead of decoding the same bytes again (a
+        block's transactions), and fills the slot of those it decodes."""
+        if hash_attr is not None and cache_attr is None:
+            raise ValueError(f"{name}: an interned record caches its encoding")
         self.name = name
+        self.hash_attr = hash_attr
         self.build = build
         self.max_bytes = max_bytes
         self.cache_attr = cache_attr
@@ -355,9 +454,81 @@ class Schema(Generic[T]):
         }
         return self._build(kwargs, where)
 
-    def decode(self, data: bytes) -> T:
-        """Decode canonical bytes into a record; :class:`DecodeError` on any defect."""
-        return self.from_value(codec.decode(data, max_bytes=self.max_bytes))
+    def read(self, dec: codec.Decoder, depth: int) -> T:
+        """Read one record straight from ``dec`` (no generic value, no field names).
+
+        Accepts exactly what :meth:`from_value` of ``dec.value`` would: the map
+        must hold the schema's keys, each in its canonical encoding and order,
+        and every value passes its field's checks.
+        """
+        if depth > codec.MAX_DEPTH:
+            raise DecodeError("nesting too deep")
+        data = dec.data
+        start = dec.pos
+        head = self._map_head
+        if not data.startswith(head, start):
+            raise DecodeError(f"{self.name}: not a map of its fields")
+        pos = start + len(head)
+        kwargs = {}
+        for key_bytes, spec in self._fields:
+            if not data.startswith(key_bytes, pos):
+                raise DecodeError(f"{self.name}: fields differ from the schema")
+            dec.pos = pos + len(key_bytes)
+            kwargs[spec.attr] = spec.kind.read(dec, depth + 1)
+            pos = dec.pos
+        try:
+            record = self.build(**kwargs)
+        except ValidationError as exc:
+            raise DecodeError(f"{self.name}: {exc}") from None
+        if self.cache_attr is not None:
+            object.__setattr__(record, self.cache_attr, data[start:pos])
+        return record
+
+    def read_known(self, dec: codec.Decoder, depth: int) -> T:
+        """:meth:`read`, or the record ``dec.known`` holds for these exact bytes."""
+        assert dec.known is not None
+        start = dec.pos
+        end = dec.skip(start, depth)
+        span = dec.data[start:end]
+        digest = hashlib.sha256(span).digest()
+        known = dec.known(digest)
+        if known is not None and isinstance(known, self.build):  # type: ignore[arg-type]
+            record = cast(T, known)
+            if self.encode_cached(record) == span:
+                dec.pos = end
+                return record
+        record = self.read(dec, depth)
+        if dec.pos == end:  # the span was the record: its hash is known now
+            object.__setattr__(record, cast(str, self.hash_attr), digest)
+        return record
+
+    def decode(
+        self,
+        data: bytes,
+        *,
+        max_bytes: int | None = None,
+        known: Callable[[bytes], object | None] | None = None,
+    ) -> T:
+        """Decode canonical bytes into a record; :class:`DecodeError` on any defect.
+
+        The fast path reads fields straight from the bytes; if it finds any
+        defect, the input is decoded again through the reference path (generic
+        value, then :meth:`from_value`), which raises the error that names the
+        field. Both accept exactly the same inputs (tests/test_schema_fast.py).
+        ``known`` (hash of an encoded record -> that record) lets interned nested
+        records be reused, see :class:`codec.Decoder`.
+        """
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if isinstance(data, bytes) and len(data) <= limit:
+            dec = codec.Decoder(data, known)
+            try:
+                record = self.read(dec, 0)
+            except (DecodeError, RecursionError):
+                pass
+            else:
+                if dec.pos == dec.end:
+                    return record
+        return self.from_value(codec.decode(data, max_bytes=limit))
 
 
 class CanonicalMap(bytes):

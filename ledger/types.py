@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Protocol, Self
@@ -219,6 +219,7 @@ TX_SCHEMA: Final = Schema[Tx](
     ],
     max_bytes=MAX_TX_BYTES,
     cache_attr="_encoded",
+    hash_attr="_hash",
 )
 _TX_UNSIGNED: Final = TX_SCHEMA.without("sig")
 
@@ -675,8 +676,15 @@ class Block:
         return BLOCK_SCHEMA.encode(self)
 
     @classmethod
-    def decode(cls, data: bytes, *, max_bytes: int = MAX_BLOCK_BYTES) -> Block:
-        return BLOCK_SCHEMA.from_value(codec.decode(data, max_bytes=max_bytes))
+    def decode(
+        cls,
+        data: bytes,
+        *,
+        max_bytes: int = MAX_BLOCK_BYTES,
+        known_txs: Callable[[bytes], Tx | None] | None = None,
+    ) -> Block:
+        """``known_txs``: see :func:`ledger.messages.decode_message`."""
+        return BLOCK_SCHEMA.decode(data, max_bytes=max_bytes, known=known_txs)
 
     def tx_inclusion_proof(self, index: int) -> list[bytes]:
         return merkle.inclusion_proof([tx.hash for tx in self.txs], index)
