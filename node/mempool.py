@@ -81,6 +81,10 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._txs
 
+    def get(self, tx_hash: bytes) -> Tx | None:
+        """The pending transaction with this hash, if any."""
+        return self._txs.get(tx_hash)
+
     def signature_ok(self, tx: Tx) -> bool:
         """Verify once per node; later calls (e.g. the same tx in a proposal) hit the cache."""
         cached = self._verified.get(tx.hash)

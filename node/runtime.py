@@ -146,7 +146,9 @@ class NodeRuntime:
                 store.get, tx, self.now_ms(), self._view, envelope_only=from_peer
             ),
         )
-        self.network = PeerNetwork(peer_config, _Handler(self))
+        # A proposal's transactions are normally pending here already: reuse them
+        # (decoded, signature checked, body parsed) instead of decoding them again.
+        self.network = PeerNetwork(peer_config, _Handler(self), known_tx=self.mempool.get)
         self.metrics = NodeMetrics()
         self._last_commit_s = 0.0
         self._height_view = 0  # the view the current height started in

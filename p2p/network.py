@@ -262,7 +262,12 @@ class PeerNetwork:
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        known_tx: Callable[[bytes], Tx | None] | None = None,
     ) -> None:
+        """``known_tx`` (a transaction's hash -> the transaction, if the node holds it,
+        e.g. in its mempool) lets a proposal's transactions be reused instead of
+        decoded again; they are the same bytes, so the message is the same."""
+        self._known_tx = known_tx
         self._config = config
         self._limits = config.limits
         self._handler = handler
@@ -948,7 +953,9 @@ class PeerNetwork:
 
     def _decode(self, peer: _Peer, kind: Kind, payload: bytes) -> Message | None:
         try:
-            return decode_message(payload, max_bytes=self._limits.of(kind).max_payload_bytes)
+            return decode_message(
+                payload, max_bytes=self._limits.of(kind).max_payload_bytes, known_txs=self._known_tx
+            )
         except LedgerError as exc:
             self._misbehaved(peer, kind, "malformed", exc)
             return None
