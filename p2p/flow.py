@@ -137,9 +137,11 @@ class TokenBucket:
         self._last_ms = now_ms
 
     def _refill(self, now_ms: int) -> None:
-        elapsed = max(0, now_ms - self._last_ms)
-        self._last_ms = max(self._last_ms, now_ms)
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate_per_ms)
+        elapsed = now_ms - self._last_ms
+        if elapsed > 0:  # a clock that steps back refills nothing
+            self._last_ms = now_ms
+            tokens = self._tokens + elapsed * self._rate_per_ms
+            self._tokens = tokens if tokens < self._burst else self._burst
 
     def available(self, now_ms: int) -> float:
         self._refill(now_ms)
@@ -171,10 +173,13 @@ class RateLimit:
         self._bytes = TokenBucket(bytes_per_s, burst_bytes, now_ms)
 
     def allow(self, size_bytes: int, now_ms: int) -> bool:
-        if self._msgs.available(now_ms) < 1 or self._bytes.available(now_ms) < size_bytes:
+        msgs, data = self._msgs, self._bytes
+        msgs._refill(now_ms)  # once per bucket and message: this runs for every message
+        data._refill(now_ms)
+        if msgs._tokens < 1 or data._tokens < size_bytes:
             return False
-        self._msgs.take(1, now_ms)
-        self._bytes.take(size_bytes, now_ms)
+        msgs._tokens -= 1
+        data._tokens -= size_bytes
         return True
 
 
