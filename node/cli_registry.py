@@ -248,12 +248,16 @@ def submit(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     existing = _dataset_or_none(writer.client, dataset)
+    if existing is not None:
+        _check_existing(dataset, existing, supersedes)
     known = {s["uid"]: s for s in (existing or {}).get("series", [])}
     created = existing is not None
+    starts = {s.series_uid: _resume_point(s, known.get(s.series_uid)) for s in series_list}
+    if existing is not None and existing.get("sealed") and 0 in starts.values():
+        _fail(_sealed_message(dataset, existing))
     records = []
     for series in series_list:
-        state = known.get(series.series_uid)
-        first_part = _resume_point(series, state)
+        first_part = starts[series.series_uid]
         if first_part is None:
             records.append(_manifest_series(series, [], "already registered"))
             if not as_json:
@@ -310,6 +314,27 @@ def _dataset_or_none(client: RpcClient, dataset: str) -> dict[str, Any] | None:
         raise click.ClickException(exc.message) from None
     assert isinstance(answer, dict)
     return answer
+
+
+def _check_existing(dataset: str, existing: dict[str, Any], supersedes: str | None) -> None:
+    """``--supersedes`` names the dataset a *new* id corrects; on an existing id it is refused
+    (unless it resumes that very registration, which recorded the same supersession)."""
+    if supersedes is None or existing["versions"]["supersedes"] == supersedes:
+        return
+    _fail(
+        f"dataset {dataset} already exists (created at height {existing['created_height']}); "
+        f"--supersedes {supersedes} applies only when creating a dataset: register the new "
+        "version under a new --dataset id"
+    )
+
+
+def _sealed_message(dataset: str, existing: dict[str, Any]) -> str:
+    sealed = existing["sealed"]
+    latest = existing["versions"]["superseded_by"] or dataset
+    return (
+        f"dataset {dataset} is sealed ({sealed['cause']} at height {sealed['height']}) and "
+        f"takes no new series; register a new version: --dataset <new id> --supersedes {latest}"
+    )
 
 
 def _resume_point(series: Series, state: dict[str, Any] | None) -> int | None:
@@ -377,11 +402,17 @@ def verify(
     registered, or derived (a lossy copy), then a summary. Exit 0 only if every
     registered instance is present and matches.
     """
-    registered = (
-        _registered_offline(dataset, receipt_file, genesis_file)
-        if receipt_file is not None
-        else _registered_online(dataset, RpcClient(rpc))
-    )
+    newer: str | None = None
+    if receipt_file is not None:
+        registered = _registered_offline(dataset, receipt_file, genesis_file)
+    else:
+        registered, newer = _registered_online(dataset, RpcClient(rpc))
+    if newer is not None:
+        click.echo(
+            f"warning: dataset {dataset} has been superseded by {newer}; these files are "
+            f"checked against {dataset} as it was registered",
+            err=True,
+        )
     instances, problems = _scan_with_progress(paths, GatePolicy(), jobs, as_json)
     outcomes = compare(instances, registered)
     for outcome in outcomes:
@@ -404,7 +435,10 @@ def verify(
     if problems:
         summary += f", {len(problems)} unreadable"
     if as_json:
-        click.echo(json.dumps({"summary": counts, "unreadable": len(problems), "ok": ok}))
+        summary_json: dict[str, Any] = {"summary": counts, "unreadable": len(problems), "ok": ok}
+        if newer is not None:  # only then: a newer version exists
+            summary_json["superseded_by"] = newer
+        click.echo(json.dumps(summary_json))
     else:
         verdict = "all instances match" if ok else "MISMATCH"
         click.echo(f"{dataset}: {summary} -> {verdict}")
@@ -412,7 +446,8 @@ def verify(
         sys.exit(EXIT_FAILED)
 
 
-def _registered_online(dataset: str, client: RpcClient) -> list[Registered]:
+def _registered_online(dataset: str, client: RpcClient) -> tuple[list[Registered], str | None]:
+    """The complete series' leaves, and the newer version superseding the dataset, if any."""
     try:
         info = client.get(RpcClient.path("v1", "datasets", dataset))
         out: list[Registered] = []
@@ -426,7 +461,8 @@ def _registered_online(dataset: str, client: RpcClient) -> list[Registered]:
             )
     except RpcError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
-    return out
+    newer = info.get("versions", {}).get("superseded_by")
+    return out, None if newer is None else str(newer)
 
 
 def _load_receipt(path: Path) -> Receipt:
@@ -434,6 +470,9 @@ def _load_receipt(path: Path) -> Receipt:
         return Receipt.from_json(json.loads(path.read_text()))
     except (OSError, ValueError, LedgerError) as exc:  # ValueError: bad JSON, not UTF-8
         _fail(f"{path} is not a readable receipt: {exc}")
+        raise AssertionError from None
+    except RecursionError:  # JSON nested deeper than the parser's stack
+        _fail(f"{path} is not a readable receipt: it is nested too deeply")
         raise AssertionError from None
 
 
@@ -717,6 +756,13 @@ def trial() -> None:
 @click.option("--endpoints", required=True, help="Endpoints document (file) or its SHA-256.")
 @click.option("--registry-id", "registry_ids", multiple=True, help="e.g. NCT01234567.")
 @click.option("--dataset", "datasets", multiple=True)
+@click.option(
+    "--investigator",
+    "investigators",
+    multiple=True,
+    help="A member's public key (hex) who works on the trial, besides you (repeatable); "
+    "investigators may rely on consent given to the trial's project.",
+)
 @reason_option
 @rpc_option
 @json_option
@@ -727,6 +773,7 @@ def trial_register(
     endpoints: str,
     registry_ids: tuple[str, ...],
     datasets: tuple[str, ...],
+    investigators: tuple[str, ...],
     reason: str,
     rpc: str,
     as_json: bool,
@@ -738,6 +785,7 @@ def trial_register(
         "protocol": _digest_arg(protocol, "--protocol"),
         "endpoints": _digest_arg(endpoints, "--endpoints"),
         "datasets": list(datasets),
+        "investigators": [_key_arg(k, "--investigator") for k in investigators],
         "reason": reason,
     }
     _write(rpc, key_file, "trial.register", body, as_json)
@@ -749,6 +797,8 @@ def trial_register(
 @click.option("--protocol", default=None)
 @click.option("--endpoints", default=None)
 @click.option("--add-dataset", "datasets", multiple=True)
+@click.option("--add-investigator", "added", multiple=True, help="A member's key (hex).")
+@click.option("--remove-investigator", "removed", multiple=True, help="An investigator's key.")
 @reason_option
 @rpc_option
 @json_option
@@ -758,6 +808,8 @@ def trial_amend(
     protocol: str | None,
     endpoints: str | None,
     datasets: tuple[str, ...],
+    added: tuple[str, ...],
+    removed: tuple[str, ...],
     reason: str,
     rpc: str,
     as_json: bool,
@@ -768,6 +820,8 @@ def trial_amend(
         "protocol": None if protocol is None else _digest_arg(protocol, "--protocol"),
         "endpoints": None if endpoints is None else _digest_arg(endpoints, "--endpoints"),
         "datasets_added": list(datasets),
+        "investigators_added": [_key_arg(k, "--add-investigator") for k in added],
+        "investigators_removed": [_key_arg(k, "--remove-investigator") for k in removed],
         "reason": reason,
     }
     _write(rpc, key_file, "trial.amend", body, as_json)
