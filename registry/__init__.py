@@ -4,6 +4,7 @@
   ``execute`` for blocks), :class:`BlockContext`, :class:`TxRejection`;
 * :mod:`registry.kinds`: the transaction kinds and their strict body schemas;
 * :mod:`registry.rules`: who may do what, and the rejection codes;
+* :mod:`registry.policy`: the consent decision ``access.log`` and ``authz`` share;
 * :mod:`registry.records` and :mod:`registry.state`: what is kept, under which keys;
 * :mod:`registry.queries`: read-only answers for researchers, auditors, archives.
 
