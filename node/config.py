@@ -366,6 +366,7 @@ class MempoolSection(Section):
     max_bytes: int = option(64 * _MIB, IntSpec(MAX_TX_BYTES, 16 * 1024 * _MIB))
     max_txs_per_signer: int = option(1_000, IntSpec(1, 1_000_000))
     max_tx_bytes: int = option(32 * 1024, IntSpec(256, MAX_TX_BYTES))
+    relay_delay_ms: int = option(2_000, IntSpec(0, 600_000))
 
     def check(self) -> None:
         if self.max_txs_per_signer > self.max_txs:

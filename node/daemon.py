@@ -154,6 +154,7 @@ async def run_node(home: Home) -> int:
             create_empty_blocks=config.consensus.create_empty_blocks,
             max_block_txs=config.consensus.max_block_txs,
         ),
+        relay_delay_ms=config.mempool.relay_delay_ms,
     )
     runners: list[web.AppRunner] = []
     stop = asyncio.Event()

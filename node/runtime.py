@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, assert_never
@@ -68,6 +69,9 @@ MAX_SUBSCRIBERS: Final = 100
 SUBSCRIBER_BUFFER_EVENTS: Final = 256
 #: Executed-but-uncommitted write sets kept (one per proposal seen at a height).
 MAX_CACHED_WRITE_SETS: Final = 64
+#: How long a transaction from another validator's node waits before this node
+#: relays it to the other validators (only if it is still pending by then).
+DEFAULT_RELAY_DELAY_MS: Final = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +125,15 @@ class NodeRuntime:
         peer_config: PeerConfig,
         mempool_limits: MempoolLimits | None = None,
         policy: BlockPolicy | None = None,
+        relay_delay_ms: int = DEFAULT_RELAY_DELAY_MS,
     ) -> None:
         self.genesis = genesis
+        self._relay_delay_s = relay_delay_ms / 1000
+        #: (monotonic deadline, tx hash, origin node) of transactions that arrived from
+        #: a validator's node, relayed to the other validators only if still pending then
+        self._relay: deque[tuple[float, bytes, bytes]] = deque()
+        self._relay_max = (mempool_limits or MempoolLimits()).max_txs
+        self._validator_nodes = frozenset(peer_config.validators)  # their node keys
         self.store = store
         self.policy = policy or BlockPolicy()
         self.replica = Replica(
@@ -188,6 +199,8 @@ class NodeRuntime:
         )
         await self.network.start()
         self._worker = asyncio.create_task(self._run(), name="radledger-consensus")
+        if self._relay_delay_s > 0:
+            self._spawn(self._relay_loop())
         self.submit(start)
 
     async def stop(self) -> None:
@@ -461,7 +474,38 @@ class NodeRuntime:
         if len(self.mempool) == 1:
             self.submit(WorkPending(True))  # the pool was empty: work is now pending
         self._tx_arrived.set()
-        self.network.gossip_tx(tx, origin=origin)
+        if origin is None or origin not in self._validator_nodes or self._relay_delay_s <= 0:
+            # A client's transaction (or one a non-validator node relayed) goes to every
+            # peer at once: that is the one send that reaches every validator.
+            self.network.gossip_tx(tx, origin=origin)
+            return
+        # From a validator's node, which sent it to every validator itself: pass it on to
+        # non-validator peers now, and to the validators only if it is still pending
+        # after the relay delay (a link of the origin's was down). In a healthy mesh
+        # this saves sending each transaction across every link twice more.
+        self.network.gossip_tx(tx, origin=origin, validators=False)
+        self._relay.append((time.monotonic() + self._relay_delay_s, tx.hash, origin))
+        while len(self._relay) > self._relay_max:
+            self._relay.popleft()
+
+    def relay_due(self, now_s: float) -> int:
+        """Relay to the validators what arrived from a validator's node before
+        ``now_s - relay delay`` and is still pending; how many were relayed."""
+        relayed = 0
+        queue = self._relay
+        while queue and queue[0][0] <= now_s:
+            _, tx_hash, origin = queue.popleft()
+            tx = self.mempool.get(tx_hash)
+            if tx is not None:
+                self.network.gossip_tx(tx, origin=origin)
+                relayed += 1
+        return relayed
+
+    async def _relay_loop(self) -> None:
+        interval_s = max(0.05, self._relay_delay_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            self.relay_due(time.monotonic())
 
     async def wait_for_commit(self, tx_hash: bytes, timeout_s: float) -> tuple[int, int] | None:
         location = self.store.tx_location(tx_hash)

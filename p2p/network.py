@@ -437,9 +437,10 @@ class PeerNetwork:
             if entry in peer.pending_sync:
                 peer.pending_sync.remove(entry)
 
-    def gossip_tx(self, tx: Tx, origin: bytes | None = None) -> int:
+    def gossip_tx(self, tx: Tx, origin: bytes | None = None, *, validators: bool = True) -> int:
         """Queue ``tx`` to every connected peer that is not known to have it
-        (``origin``, the node it came from, has it); how many took it."""
+        (``origin``, the node it came from, has it); how many took it.
+        ``validators=False`` leaves out validators' nodes (see the node's relay rule)."""
         payload = tx.encode()
         if len(payload) > self._limits.tx.max_payload_bytes:
             raise ValueError(f"transaction of {len(payload)} bytes exceeds the tx limit")
@@ -451,6 +452,8 @@ class PeerNetwork:
         grace = self._limits.reconnect_grace_ms
         for key, peer in self._peers.items():
             if key == origin or not peer.reachable(now, grace):
+                continue
+            if not validators and peer.info.validator_key is not None:
                 continue
             if tx_hash in peer.has_txs or tx_hash in peer.sent_txs:
                 continue

@@ -219,6 +219,11 @@ async def test_consensus_goes_to_validators_only(nets: Nets) -> None:
     await eventually(lambda: len(rec_b.consensus) == 1 and len(rec_obs.txs) == 1)
     await asyncio.sleep(0.1)
     assert rec_obs.consensus == []
+    # Leaving out validators' nodes reaches the observer only.
+    assert a.gossip_tx(tx(6), validators=False) == 1
+    await eventually(lambda: len(rec_obs.txs) == 2)
+    await asyncio.sleep(0.1)
+    assert len(rec_b.txs) == 1
 
 
 async def test_a_raising_handler_is_counted_and_the_link_survives(nets: Nets) -> None:
