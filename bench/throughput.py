@@ -56,6 +56,15 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 DATASET: Final = "bench-ct"
 RESEARCHERS: Final = 64
 CLK_TCK: Final[int] = int(os.sysconf("SC_CLK_TCK"))
+#: Words of the access reasons, so payloads are text like a researcher's, not padding.
+_REASON_TEXT: Final = (
+    "retrospective review of chest CT for the lung nodule follow-up cohort under "
+    "protocol IRB-2026-117 approved by the ethics board; segmentation model training "
+    "and validation on de-identified series; quality control of annotations by two "
+    "radiologists; reproducibility analysis for the multi-site trial NCT01234567; "
+    "re-read of contrast phases, dose audit, and radiomics feature extraction"
+)
+REASON_WORDS: Final = tuple(_REASON_TEXT.split())
 
 
 def _free_base(validators: int = 10) -> int:
@@ -162,6 +171,14 @@ class Workload:
     payload: int
     nonces: list[Nonces]
     counter: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(8))
+
+    def _reason(self, length: int) -> str:
+        """A reason of ``length`` bytes that reads (and compresses) like a real one."""
+        words = [f"read {self.counter}:"]
+        while sum(len(w) + 1 for w in words) < length:
+            words.append(self.rng.choice(REASON_WORDS))
+        return " ".join(words)[:length]
 
     def sign(self, count: int) -> list[Tx]:
         txs = []
@@ -178,7 +195,7 @@ class Workload:
             }
             probe = sign(self.researchers[k], self.chain_id, "access.log", body, Nonces())
             pad = max(1, self.payload - len(probe.encode()))
-            body["reason"] = (f"benchmark read {self.counter} " + "x" * pad)[:pad]
+            body["reason"] = self._reason(pad)
             txs.append(sign(self.researchers[k], self.chain_id, "access.log", body, self.nonces[k]))
         return txs
 
