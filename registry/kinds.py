@@ -527,8 +527,51 @@ BODY_SCHEMAS: Final[dict[str, Schema[Any]]] = {
 KINDS: Final = tuple(sorted(BODY_SCHEMAS))
 
 
+class _ParsedBodies:
+    """Parsed bodies by transaction hash.
+
+    A transaction is parsed at admission and again when its block executes
+    (twice on the proposer). The hash covers the body and bodies are frozen, so
+    the memo can never answer differently from parsing. Bounded by count and by
+    encoded body bytes (large registrations parse into many objects); the
+    oldest entries go first.
+    """
+
+    __slots__ = ("_bytes", "_entries", "max_bytes", "max_entries")
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._entries: dict[bytes, tuple[Body, int]] = {}
+        self._bytes = 0
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, tx: Tx) -> Body:
+        tx_hash = tx.hash
+        entry = self._entries.get(tx_hash)
+        if entry is not None:
+            return entry[0]
+        parsed = _parse_body(tx)
+        size = len(tx.body)
+        entries = self._entries
+        while entries and (len(entries) >= self.max_entries or self._bytes + size > self.max_bytes):
+            self._bytes -= entries.pop(next(iter(entries)))[1]
+        entries[tx_hash] = (parsed, size)
+        self._bytes += size
+        return parsed
+
+
+_PARSED: Final = _ParsedBodies(max_entries=20_000, max_bytes=8 * 1024 * 1024)
+
+
 def parse_body(tx: Tx) -> Body:
     """The typed body of ``tx``; :class:`Rejected` (``unknown_kind``, ``bad_body``) if not."""
+    return _PARSED.get(tx)
+
+
+def _parse_body(tx: Tx) -> Body:
     schema = BODY_SCHEMAS.get(tx.kind)
     if schema is None:
         raise Rejected(
@@ -536,7 +579,7 @@ def parse_body(tx: Tx) -> Body:
             f"transaction kind {tx.kind!r} is not a registry kind (known: {', '.join(KINDS)})",
         )
     try:
-        body: Body = schema.from_value(tx.body_value(), tx.kind)
+        body: Body = schema.decode(tx.body)
     except DecodeError as exc:
         raise Rejected("bad_body", f"invalid body: {exc}") from None
     return body

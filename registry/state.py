@@ -222,32 +222,52 @@ class State:
     per transaction over the block's, merged into it only if the transaction
     is accepted. So a refused transaction writes nothing, and later
     transactions see the writes of earlier accepted ones.
+
+    A record written with :meth:`store` is encoded only when its bytes are read
+    (``get``) or the write set is taken (``writes``): a block of 500 accesses to
+    one dataset rewrites its record 500 times and encodes it once.
     """
 
-    __slots__ = ("_base", "_parent", "_records", "writes")
+    __slots__ = ("_base", "_lazy", "_parent", "_raw", "_records")
 
     def __init__(self, base: StateReader, parent: State | None = None) -> None:
         """Over ``parent`` (a block's layer), decoded records are shared with it."""
         self._base = base if parent is None else parent.get
         self._parent = parent
-        self.writes: dict[bytes, bytes] = {}
-        # Decoded records of this layer, so a block of 50 accesses to one dataset
-        # decodes its record once. Records are frozen: sharing them is safe.
+        self._raw: dict[bytes, bytes] = {}  # written bytes
+        self._lazy: dict[bytes, Schema[object]] = {}  # written records, not encoded yet
+        # Decoded records of this layer (written or read), so a block of 50 accesses
+        # to one dataset decodes its record once. Records are frozen: sharing is safe.
         self._records: dict[bytes, object] = {}
 
+    @property
+    def writes(self) -> dict[bytes, bytes]:
+        """Every key this layer wrote, with its encoded value."""
+        for key, schema in self._lazy.items():
+            self._raw[key] = schema.encode(self._records[key])
+        self._lazy.clear()
+        return self._raw
+
     def get(self, key: bytes) -> bytes | None:
-        value = self.writes.get(key)
-        return value if value is not None else self._base(key)
+        value = self._raw.get(key)
+        if value is not None:
+            return value
+        schema = self._lazy.pop(key, None)
+        if schema is not None:
+            value = self._raw[key] = schema.encode(self._records[key])
+            return value
+        return self._base(key)
 
     def put(self, key: bytes, value: bytes) -> None:
-        self.writes[key] = value
+        self._raw[key] = value
+        self._lazy.pop(key, None)
         self._records.pop(key, None)
 
     def load(self, schema: Schema[T], key: bytes) -> T | None:
         cached = self._records.get(key)
         if cached is not None:
             return cast(T, cached)
-        if key not in self.writes and self._parent is not None:
+        if key not in self._raw and self._parent is not None:
             return self._parent.load(schema, key)
         raw = self.get(key)
         if raw is None:
@@ -257,16 +277,24 @@ class State:
         return record
 
     def store(self, schema: Schema[T], key: bytes, record: T) -> None:
-        self.writes[key] = schema.encode(record)
         self._records[key] = record
+        self._lazy[key] = cast(Schema[object], schema)
+        self._raw.pop(key, None)
 
     def merge(self, layer: State) -> None:
         """Take an accepted transaction's writes (and its decoded records)."""
-        self.writes.update(layer.writes)
+        for key, value in layer._raw.items():
+            self._raw[key] = value
+            self._lazy.pop(key, None)
+            if key not in layer._records:
+                self._records.pop(key, None)  # written as bytes: any decoded copy is stale
+        for key, schema in layer._lazy.items():
+            self._lazy[key] = schema
+            self._raw.pop(key, None)
         self._records.update(layer._records)
 
     def has(self, key: bytes) -> bool:
-        return self.get(key) is not None
+        return key in self._lazy or self.get(key) is not None
 
     def load_uint(self, key: bytes) -> int:
         raw = self.get(key)

@@ -1,0 +1,126 @@
+"""The write-collecting state layers: reads, lazy encoding, merges, and the body memo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from ledger.schema import FieldSpec, Schema, Text, UInt
+from registry import kinds
+from registry.state import State
+from tests.registry.helpers import RESEARCHER, Chain
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    name: str
+    count: int
+
+
+SCHEMA = Schema[Counter](
+    "counter", Counter, [FieldSpec("name", "name", Text(16)), FieldSpec("count", "count", UInt())]
+)
+KEY = b"reg/test/counter"
+
+
+class CountingSchema(Schema[Counter]):
+    """Counts encodes, to show a record rewritten many times is encoded once."""
+
+    __slots__ = ("encodes",)
+
+    def __init__(self) -> None:
+        super().__init__(
+            "counter",
+            Counter,
+            [FieldSpec("name", "name", Text(16)), FieldSpec("count", "count", UInt())],
+        )
+        self.encodes = 0
+
+    def encode(self, record: Counter) -> bytes:
+        self.encodes += 1
+        return super().encode(record)
+
+
+def test_a_stored_record_reads_back_as_bytes_and_as_the_record() -> None:
+    st = State({}.get)
+    st.store(SCHEMA, KEY, Counter("a", 1))
+    assert st.load(SCHEMA, KEY) == Counter("a", 1)
+    assert st.get(KEY) == SCHEMA.encode(Counter("a", 1))
+    assert st.has(KEY)
+    assert st.writes == {KEY: SCHEMA.encode(Counter("a", 1))}
+
+
+def test_a_record_rewritten_many_times_is_encoded_once() -> None:
+    schema = CountingSchema()
+    block = State({}.get)
+    for _ in range(50):
+        layer = State(block.get, block)
+        current = layer.load(schema, KEY)
+        layer.store(schema, KEY, Counter("a", 0 if current is None else current.count + 1))
+        block.merge(layer)
+    assert schema.encodes == 0
+    assert block.writes == {KEY: SCHEMA.encode(Counter("a", 49))}
+    assert schema.encodes == 1
+
+
+def test_a_refused_layer_leaves_nothing_behind() -> None:
+    block = State({}.get)
+    block.store(SCHEMA, KEY, Counter("a", 1))
+    layer = State(block.get, block)
+    layer.store(SCHEMA, KEY, Counter("a", 2))
+    layer.put(b"reg/test/raw", b"\x01")
+    # not merged: the block still has its own write only
+    assert block.load(SCHEMA, KEY) == Counter("a", 1)
+    assert block.writes == {KEY: SCHEMA.encode(Counter("a", 1))}
+
+
+def test_bytes_written_over_a_record_replace_it_everywhere() -> None:
+    base = {KEY: SCHEMA.encode(Counter("old", 1))}
+    block = State(base.get)
+    assert block.load(SCHEMA, KEY) == Counter("old", 1)  # cached in the block layer
+    layer = State(block.get, block)
+    layer.put(KEY, SCHEMA.encode(Counter("raw", 2)))
+    block.merge(layer)
+    assert block.load(SCHEMA, KEY) == Counter("raw", 2)
+    assert block.writes == {KEY: SCHEMA.encode(Counter("raw", 2))}
+
+
+def test_a_record_stored_over_bytes_replaces_them() -> None:
+    block = State({}.get)
+    block.put(KEY, SCHEMA.encode(Counter("raw", 2)))
+    layer = State(block.get, block)
+    layer.store(SCHEMA, KEY, Counter("rec", 3))
+    block.merge(layer)
+    assert block.get(KEY) == SCHEMA.encode(Counter("rec", 3))
+    assert block.writes == {KEY: SCHEMA.encode(Counter("rec", 3))}
+
+
+def test_the_body_memo_answers_like_parsing_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memo = kinds._ParsedBodies(max_entries=3, max_bytes=10_000)
+    monkeypatch.setattr(kinds, "_PARSED", memo)
+    chain = Chain()
+    txs = [
+        chain.tx(RESEARCHER, "member.revoke", {"member": RESEARCHER.public_key}, nonce=n)
+        for n in range(1, 6)
+    ]
+    for tx in txs:
+        assert kinds.parse_body(tx) == kinds._parse_body(tx)
+        assert kinds.parse_body(tx) is kinds.parse_body(tx)  # the second answer is the memo's
+    assert len(memo) == 3
+
+
+def test_the_body_memo_is_bounded_by_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    chain = Chain()
+    txs = [
+        chain.tx(RESEARCHER, "member.revoke", {"member": RESEARCHER.public_key}, nonce=n)
+        for n in range(1, 6)
+    ]
+    size = len(txs[0].body)
+    memo = kinds._ParsedBodies(max_entries=100, max_bytes=2 * size)
+    monkeypatch.setattr(kinds, "_PARSED", memo)
+    for tx in txs:
+        kinds.parse_body(tx)
+    assert len(memo) == 2
