@@ -24,6 +24,10 @@ SCHEMA = Schema[Counter](
 KEY = b"reg/test/counter"
 
 
+def _empty(key: bytes) -> bytes | None:
+    return None
+
+
 class CountingSchema(Schema[Counter]):
     """Counts encodes, to show a record rewritten many times is encoded once."""
 
@@ -43,7 +47,7 @@ class CountingSchema(Schema[Counter]):
 
 
 def test_a_stored_record_reads_back_as_bytes_and_as_the_record() -> None:
-    st = State({}.get)
+    st = State(_empty)
     st.store(SCHEMA, KEY, Counter("a", 1))
     assert st.load(SCHEMA, KEY) == Counter("a", 1)
     assert st.get(KEY) == SCHEMA.encode(Counter("a", 1))
@@ -53,7 +57,7 @@ def test_a_stored_record_reads_back_as_bytes_and_as_the_record() -> None:
 
 def test_a_record_rewritten_many_times_is_encoded_once() -> None:
     schema = CountingSchema()
-    block = State({}.get)
+    block = State(_empty)
     for _ in range(50):
         layer = State(block.get, block)
         current = layer.load(schema, KEY)
@@ -65,7 +69,7 @@ def test_a_record_rewritten_many_times_is_encoded_once() -> None:
 
 
 def test_a_refused_layer_leaves_nothing_behind() -> None:
-    block = State({}.get)
+    block = State(_empty)
     block.store(SCHEMA, KEY, Counter("a", 1))
     layer = State(block.get, block)
     layer.store(SCHEMA, KEY, Counter("a", 2))
@@ -87,7 +91,7 @@ def test_bytes_written_over_a_record_replace_it_everywhere() -> None:
 
 
 def test_a_record_stored_over_bytes_replaces_them() -> None:
-    block = State({}.get)
+    block = State(_empty)
     block.put(KEY, SCHEMA.encode(Counter("raw", 2)))
     layer = State(block.get, block)
     layer.store(SCHEMA, KEY, Counter("rec", 3))
