@@ -60,7 +60,7 @@ _jobs_option = click.option(
     default=None,
     help="Worker processes (default: one per available core).",
 )
-_max_pixel_bytes_option = click.option(
+max_pixel_bytes_option = click.option(
     "--max-pixel-bytes",
     type=click.IntRange(min=1),
     default=DEFAULT_MAX_PIXEL_BYTES,
@@ -73,7 +73,7 @@ _max_pixel_bytes_option = click.option(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_jobs_option
-@_max_pixel_bytes_option
+@max_pixel_bytes_option
 def fingerprint(
     paths: tuple[Path, ...], as_json: bool, jobs: int | None, max_pixel_bytes: int
 ) -> None:
@@ -121,7 +121,7 @@ def fingerprint(
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_jobs_option
-@_max_pixel_bytes_option
+@max_pixel_bytes_option
 def gate(
     paths: tuple[Path, ...],
     policy: tuple[str, ...],

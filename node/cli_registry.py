@@ -30,6 +30,7 @@ from ledger.keys import SigningKey, load_key_file
 from ledger.manifest import GATE_CHECKS, INSTANCE_LEAF_SCHEMA
 from ledger.receipt import Receipt, all_passed
 from ledger.receipt import verify as verify_receipt
+from node.cli_imaging import max_pixel_bytes_option
 from node.client import DEFAULT_RPC, Nonces, RpcClient, RpcError, sign
 from node.researcher import (
     Registered,
@@ -150,7 +151,11 @@ def _write(rpc: str, key_file: Path, kind: str, body: dict[str, Any], as_json: b
 
 
 def _scan_with_progress(
-    paths: Sequence[Path], policy: GatePolicy, jobs: int | None, quiet: bool
+    paths: Sequence[Path],
+    policy: GatePolicy,
+    jobs: int | None,
+    max_pixel_bytes: int,
+    quiet: bool,
 ) -> tuple[list[Instance], list[Problem]]:
     files = walk(paths)
     if not files:
@@ -162,7 +167,7 @@ def _scan_with_progress(
     with tqdm(
         total=len(files), unit="file", desc="fingerprinting", disable=quiet or None, file=sys.stderr
     ) as bar:
-        for result in scan(files, policy, jobs):
+        for result in scan(files, policy, jobs, max_pixel_bytes):
             if isinstance(result, Problem):
                 problems.append(result)
             else:
@@ -206,6 +211,7 @@ def _report_problems(problems: Sequence[Problem]) -> None:
     help="Where to write the local manifest (default: <dataset>.manifest.json).",
 )
 @jobs_option
+@max_pixel_bytes_option
 @json_option
 def submit(
     key_file: Path,
@@ -217,6 +223,7 @@ def submit(
     supersedes: str | None,
     manifest_out: Path | None,
     jobs: int | None,
+    max_pixel_bytes: int,
     as_json: bool,
 ) -> None:
     """Fingerprint DICOM files and register them as a dataset.
@@ -232,7 +239,9 @@ def submit(
         max_tx_bytes = int(writer.client.status().get("max_tx_bytes", 32 * 1024))
     except RpcError as exc:
         raise click.ClickException(exc.message) from None
-    instances, problems = _scan_with_progress(paths, GatePolicy.relaxing(policy), jobs, as_json)
+    instances, problems = _scan_with_progress(
+        paths, GatePolicy.relaxing(policy), jobs, max_pixel_bytes, as_json
+    )
     if problems:
         click.echo(f"{len(problems)} file(s) could not be fingerprinted:", err=True)
         _report_problems(problems)
@@ -386,6 +395,7 @@ def _manifest_series(
     help="The network's genesis file (for --receipt).",
 )
 @jobs_option
+@max_pixel_bytes_option
 @json_option
 def verify(
     dataset: str,
@@ -394,6 +404,7 @@ def verify(
     receipt_file: Path | None,
     genesis_file: Path | None,
     jobs: int | None,
+    max_pixel_bytes: int,
     as_json: bool,
 ) -> None:
     """Check DICOM files against what the ledger holds for a dataset.
@@ -413,7 +424,7 @@ def verify(
             f"checked against {dataset} as it was registered",
             err=True,
         )
-    instances, problems = _scan_with_progress(paths, GatePolicy(), jobs, as_json)
+    instances, problems = _scan_with_progress(paths, GatePolicy(), jobs, max_pixel_bytes, as_json)
     outcomes = compare(instances, registered)
     for outcome in outcomes:
         if as_json:

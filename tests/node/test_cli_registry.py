@@ -37,6 +37,7 @@ import pydicom
 import pytest
 from aiohttp import web
 from click.testing import CliRunner, Result
+from pydicom.uid import UID
 
 from imaging import synthetic
 from imaging.inspect import Series
@@ -554,6 +555,66 @@ def test_verify_offline_reports_missing_files(chain: Chain, tmp_path: Path) -> N
     assert lines(result.stdout)[-1].endswith("1 missing -> MISMATCH")
 
 
+def _with_a_huge_image(chain: Chain, folder: Path) -> tuple[Path, Path]:
+    """A copy of the study plus ``a-huge.dcm`` (walked first), a registered file made to
+    claim 65535 x 65535 16-bit pixels (8 GiB decoded) under a new SOP Instance UID."""
+    study = folder / "study"
+    shutil.copytree(chain.study, study)
+    ds = pydicom.dcmread(sorted(study.rglob("*.dcm"))[0])
+    ds.Rows = ds.Columns = 65535
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.3680043.10.9999")
+    huge = study / "a-huge.dcm"
+    ds.save_as(huge, enforce_file_format=True)
+    assert huge.stat().st_size < 4_000
+    return study, huge
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"], ids=["in-process", "pooled"])
+def test_verify_reports_an_image_over_the_pixel_limit_and_checks_the_others(
+    chain: Chain, tmp_path: Path, jobs: str
+) -> None:
+    study, huge = _with_a_huge_image(chain, tmp_path)
+    result = run(
+        *("verify", "--dataset", DATASET, "--jobs", jobs, study),
+        *("--receipt", chain.receipt_file, "--genesis", chain.genesis_file),
+    )
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    printed = lines(result.stdout)
+    assert sum(line.startswith("MATCH ") for line in printed) == INSTANCES
+    (unreadable,) = [line for line in printed if line.startswith("UNREADABLE ")]
+    assert f" {huge}  too_large: " in unreadable
+    assert "65535 x 65535" in unreadable
+    assert "limit of 2.0 GiB" in unreadable
+    assert printed[-1] == f"{DATASET}: {INSTANCES} match, 1 unreadable -> MISMATCH"
+
+
+def test_verify_takes_the_pixel_limit_as_an_option(chain: Chain) -> None:
+    """8 x 8 x 2 bytes = 128 decoded bytes per instance of the chain's study."""
+    at_limit = _verify_offline(chain, chain.study, "--max-pixel-bytes", "128")
+    assert at_limit.exit_code == 0, at_limit.output
+    over = _verify_offline(chain, chain.study, "--max-pixel-bytes", "127", "--json")
+    assert over.exit_code == 1, over.output
+    records = [json.loads(line) for line in lines(over.stdout)]
+    problems = [r for r in records if "error" in r]
+    assert len(problems) == INSTANCES
+    assert {r["error"] for r in problems} == {"too_large"}
+    assert all("limit of 127 bytes" in r["message"] for r in problems)
+    assert records[-1]["unreadable"] == INSTANCES
+    assert records[-1]["ok"] is False
+
+
+@pytest.mark.parametrize("command", ["submit", "verify"])
+def test_the_pixel_limit_must_be_positive(
+    command: str, files: dict[str, Path], nowhere: str
+) -> None:
+    build = {**WRITE_COMMANDS, **READ_COMMANDS}[command]
+    result = run(*build(files), "--max-pixel-bytes", "0", "--rpc", nowhere)
+    stderr = assert_clean_failure(result, exit_code=2)
+    assert "--max-pixel-bytes" in stderr
+    assert "no node answers" not in result.output
+
+
 def test_verify_offline_refuses_a_receipt_of_another_dataset(chain: Chain) -> None:
     result = run(
         *("verify", "--dataset", "another-dataset", "--jobs", "1", chain.study),
@@ -722,10 +783,11 @@ def researcher_key(tmp_path: Path) -> Path:
     return path
 
 
-def _submit(key: Path, study: Path, node_url: str, manifest: Path) -> Result:
+def _submit(key: Path, study: Path, node_url: str, manifest: Path, *extra: str) -> Result:
     return run(
         *("submit", "--key", key, "--dataset", DATASET, "--reason", "baseline", "--jobs", "1"),
         *(study, "--manifest", manifest, "--rpc", node_url),
+        *extra,
     )
 
 
@@ -789,6 +851,42 @@ def test_submit_refuses_an_unreadable_file_and_registers_nothing(
     assert "1 file(s) could not be fingerprinted" in result.stderr
     assert "notes.dcm" in result.stderr
     assert lines(result.stderr)[-1] == "Error: nothing was registered"
+
+
+def test_submit_refuses_an_image_over_the_pixel_limit_and_registers_nothing(
+    chain: Chain, node_url: str, researcher_key: Path, tmp_path: Path
+) -> None:
+    """The huge file is read first; every file after it is still read, and each failure
+    reported (an unreadable one too), before the run stops with nothing signed."""
+    study, huge = _with_a_huge_image(chain, tmp_path)
+    (study / "z-notes.dcm").write_text("not DICOM at all")
+    manifest = tmp_path / "m.json"
+    result = _submit(researcher_key, study, node_url, manifest)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    reported = lines(result.stderr)
+    assert reported[0] == "2 file(s) could not be fingerprinted:"
+    assert reported[1].startswith(f"  {huge}: too_large: the image declares 65535 x 65535")
+    assert reported[2].startswith(f"  {study / 'z-notes.dcm'}: not_dicom: ")
+    assert reported[-1] == "Error: nothing was registered"
+    assert not manifest.exists()
+
+
+def test_submit_takes_the_pixel_limit_as_an_option(
+    chain: Chain, node_url: str, researcher_key: Path, tmp_path: Path
+) -> None:
+    over = _submit(
+        researcher_key, chain.study, node_url, tmp_path / "m.json", "--max-pixel-bytes", "127"
+    )
+    assert over.exit_code == 1, over.output
+    assert f"{INSTANCES} file(s) could not be fingerprinted" in over.stderr
+    assert over.stderr.count(": too_large: ") == INSTANCES
+    assert "limit of 127 bytes" in over.stderr
+    at_limit = _submit(
+        researcher_key, chain.study, node_url, tmp_path / "m.json", "--max-pixel-bytes", "128"
+    )
+    assert at_limit.exit_code == 0, at_limit.output
+    assert "already registered, same manifest" in at_limit.stdout
 
 
 # --------------------------------------------------------------------------- submit on a running
