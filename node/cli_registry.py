@@ -37,6 +37,7 @@ from node.researcher import (
     compare,
     register_bodies,
     registered_from_receipt,
+    subject_commitment,
     summary_counts,
 )
 from registry.kinds import GRANTEE_KINDS, PURPOSES, ROLES, TRANSFORMATIONS
@@ -662,7 +663,8 @@ def subject() -> None:
     "--site-secret",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="The site's secret (a file only the site holds; destroying it shreds every link).",
+    help="The site's secret: a file of exactly 32 random bytes that only the site holds "
+    "(destroying it shreds every link made with it).",
 )
 @click.option("--pseudonym", required=True, help="The site's pseudonym of the patient.")
 @reason_option
@@ -681,16 +683,21 @@ def subject_link(
 ) -> None:
     """Link a patient's key to datasets with a commitment only the site can open.
 
-    The chain stores SHA-256(site secret || pseudonym), never the pseudonym.
+    The chain stores SHA-256(site secret || pseudonym), never the pseudonym; the
+    secret must be exactly 32 bytes.
     """
     try:
         secret = site_secret.read_bytes()
     except OSError as exc:
         raise click.ClickException(f"cannot read {site_secret}: {exc.strerror}") from None
+    try:
+        commitment = subject_commitment(secret, pseudonym)
+    except ValueError as exc:
+        raise click.ClickException(f"--site-secret {site_secret} {exc}") from None
     body = {
         "subject": _key_arg(subject_key, "--subject"),
         "site": site,
-        "commitment": hashlib.sha256(secret + pseudonym.encode()).digest(),
+        "commitment": commitment,
         "datasets": list(datasets),
         "reason": reason,
     }

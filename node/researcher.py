@@ -6,7 +6,9 @@
   says, per instance, match / pixels changed / header changed / missing / not
   registered / derived (a lossy copy of a registered instance);
 * :func:`registered_from_receipt` reads the registered leaves out of a receipt,
-  so verification works with no node at all.
+  so verification works with no node at all;
+* :func:`subject_commitment` is the ``subject.link`` commitment a site computes
+  from its secret and a patient's pseudonym.
 
 Pure functions over plain records: the command line (node/cli_registry.py) does
 the I/O.
@@ -14,6 +16,7 @@ the I/O.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +33,9 @@ from ledger.receipt import REGISTER_KIND, Receipt, registration
 _ENVELOPE_BYTES: Final = 256
 #: Room for the rest of a body when it is not measured (ids, summary, reason).
 _DEFAULT_BODY_BYTES: Final = 6 * 1024
+#: A site secret's exact length. The commitment hashes secret || pseudonym with no
+#: separator, which is unambiguous only because the secret's length is fixed.
+SITE_SECRET_BYTES: Final = 32
 
 
 def part_sizes(
@@ -249,3 +255,18 @@ def summary_counts(outcomes: Sequence[Outcome]) -> dict[str, int]:
     for outcome in outcomes:
         counts[outcome.verdict.value] += 1
     return counts
+
+
+def subject_commitment(secret: bytes, pseudonym: str) -> bytes:
+    """SHA-256(secret || UTF-8 pseudonym), the commitment ``subject.link`` puts on chain.
+
+    Raises ``ValueError`` unless ``secret`` is exactly :data:`SITE_SECRET_BYTES`
+    bytes: with no separator, a secret of any length would let a different
+    (secret, pseudonym) pair give the same bytes (``ab`` || ``c`` = ``a`` || ``bc``).
+    """
+    if len(secret) != SITE_SECRET_BYTES:
+        raise ValueError(
+            f"holds {len(secret)} bytes; a site secret must be exactly {SITE_SECRET_BYTES} "
+            f"random bytes (make one with: head -c {SITE_SECRET_BYTES} /dev/urandom > FILE)"
+        )
+    return hashlib.sha256(secret + pseudonym.encode("utf-8")).digest()

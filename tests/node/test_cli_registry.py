@@ -325,6 +325,31 @@ def test_bad_arguments_are_usage_errors_before_anything_is_sent(
     assert "no node answers" not in result.output  # refused before connecting
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [b"", b"\x07" * 31, b"\x07" * 33, (b"\x07" * 32).hex().encode() + b"\n"],
+    ids=["empty", "31-bytes", "33-bytes", "hex-text"],
+)
+def test_a_site_secret_not_of_32_bytes_is_refused_before_anything_is_sent(
+    files: dict[str, Path], nowhere: str, secret: bytes
+) -> None:
+    """SHA-256(secret || pseudonym) has no separator: only a fixed length keeps it unambiguous."""
+    files["secret"].write_bytes(secret)
+    result = run(*WRITE_COMMANDS["subject link"](files), "--rpc", nowhere)
+    line = assert_clean_failure(result)
+    assert line == (
+        f"Error: --site-secret {files['secret']} holds {len(secret)} bytes; a site secret "
+        "must be exactly 32 random bytes (make one with: head -c 32 /dev/urandom > FILE)"
+    )
+    assert "no node answers" not in result.output
+
+
+def test_a_missing_site_secret_fails_in_one_line(files: dict[str, Path], nowhere: str) -> None:
+    files["secret"].unlink()
+    line = assert_clean_failure(run(*WRITE_COMMANDS["subject link"](files), "--rpc", nowhere))
+    assert line.startswith(f"Error: cannot read {files['secret']}: ")
+
+
 # --------------------------------------------------------------------------- receipt verify
 
 

@@ -8,6 +8,7 @@ that names its source in the Source Image Sequence.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from node.researcher import (
     part_sizes,
     register_bodies,
     registered_from_receipt,
+    subject_commitment,
     summary_counts,
 )
 from registry.kinds import DatasetRegister, parse_body
@@ -519,3 +521,31 @@ def test_an_instance_without_pixel_data_verifies_by_meta_and_file(
 def test_a_limit_too_small_for_one_instance_is_a_clear_error(large: Series) -> None:
     with pytest.raises(ValueError, match="cannot hold even one instance"):
         _bodies(large, 1024)
+
+
+# --------------------------------------------------------------------------- subject commitment
+
+
+def test_the_subject_commitment_is_sha256_of_the_secret_then_the_pseudonym() -> None:
+    secret = bytes(range(32))
+    expected = hashlib.sha256(secret + b"PSN-0042").digest()
+    assert subject_commitment(secret, "PSN-0042") == expected
+    assert (
+        subject_commitment(secret, "Ünal-7") == hashlib.sha256(secret + "Ünal-7".encode()).digest()
+    )
+
+
+@pytest.mark.parametrize("length", [0, 1, 16, 31, 33, 64])
+def test_a_site_secret_must_be_exactly_32_bytes(length: int) -> None:
+    with pytest.raises(ValueError, match=f"holds {length} bytes; .* exactly 32 random bytes"):
+        subject_commitment(b"\x07" * length, "PSN-0042")
+
+
+def test_a_fixed_length_secret_keeps_the_split_unambiguous() -> None:
+    """With no separator, a 33-byte secret and a shorter pseudonym would collide with a
+    32-byte secret and a longer one; refusing every length but 32 rules that out."""
+    secret = b"\x07" * 32
+    shifted = secret + b"P"
+    assert hashlib.sha256(shifted + b"SN-0042").digest() == subject_commitment(secret, "PSN-0042")
+    with pytest.raises(ValueError):
+        subject_commitment(shifted, "SN-0042")
