@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import UID
 
 from imaging.deid import GatePolicy
 from imaging.errors import ImagingError
@@ -346,6 +348,43 @@ def test_an_error_description_is_one_bounded_printable_line() -> None:
 def test_a_transfer_syntax_without_decoder_is_undecodable() -> None:
     error = _error(bundled_bytes("JPEG-lossy.dcm"))  # 12-bit JPEG extended: no decoder here
     assert error.code == "undecodable_pixels"
+
+
+def _encapsulated_as(syntax: str) -> bytes:
+    """A small CT whose file meta names ``syntax`` over one encapsulated fragment.
+
+    Written as HTJ2K lossless (a UID of the same padded length), then relabelled in
+    place, since pydicom refuses to write a transfer syntax it does not know."""
+    carrier = "1.2.840.10008.1.2.4.201"
+    ds = ct()
+    ds.file_meta.TransferSyntaxUID = UID(carrier)
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    data = save(ds)
+    old, new = carrier.encode() + b"\0", syntax.encode().ljust(24, b"\0")
+    assert len(old) == len(new) == 24
+    assert data.count(old) == 1
+    return data.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("syntax", "code"),
+    [
+        ("1.2.840.10008.1.2.4.100", "undecodable_pixels"),  # MPEG2 MP@ML
+        ("1.2.840.10008.1.2.4.102", "undecodable_pixels"),  # MPEG-4 AVC/H.264
+        ("1.2.840.10008.1.2.4.107", "undecodable_pixels"),  # HEVC/H.265 Main
+        ("1.2.840.10008.1.2.4.108", "undecodable_pixels"),  # HEVC/H.265 Main 10
+        ("1.2.840.10008.1.2.4.110", "malformed"),  # JPEG XL Lossless: unknown to pydicom
+        ("1.2.840.10008.1.2.4.111", "malformed"),  # JPEG XL JPEG Recompression
+        ("1.2.840.10008.1.2.4.112", "malformed"),  # JPEG XL
+    ],
+)
+def test_video_and_jpeg_xl_files_are_refused_per_file(syntax: str, code: str) -> None:
+    """pydicom has no decoder for these, so there is no pixel digest to give."""
+    error = _error(_encapsulated_as(syntax))
+    assert error.code == code
+    assert syntax in error.message
 
 
 @pytest.mark.parametrize("syntax", ["explicit", "big-endian"])
