@@ -121,24 +121,31 @@ class _Db:
         self._path = path
         self._db = db
 
+    def _error(self, exc: Exception) -> StorageError:
+        """Our typed error for one of plyvel's."""
+        if isinstance(exc, plyvel.CorruptionError):
+            return StoreCorruptedError(
+                self._path, f"LevelDB reports corruption: {_message(exc)}", CORRUPTION_ACTION
+            )
+        if isinstance(exc, plyvel.IOError):
+            return StorageError(self._path, f"I/O error: {_message(exc)}", _IO_ACTION)
+        if isinstance(exc, plyvel.Error):
+            return StorageError(self._path, f"LevelDB error: {_message(exc)}", _IO_ACTION)
+        return StoreClosedError(self._path)  # plyvel: "Database is closed" / "Iterator is closed"
+
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
         try:
             yield
-        except plyvel.CorruptionError as exc:
-            raise StoreCorruptedError(
-                self._path, f"LevelDB reports corruption: {_message(exc)}", CORRUPTION_ACTION
-            ) from exc
-        except plyvel.IOError as exc:
-            raise StorageError(self._path, f"I/O error: {_message(exc)}", _IO_ACTION) from exc
-        except plyvel.Error as exc:
-            raise StorageError(self._path, f"LevelDB error: {_message(exc)}", _IO_ACTION) from exc
-        except RuntimeError as exc:  # plyvel: "Database is closed" / "Iterator is closed"
-            raise StoreClosedError(self._path) from exc
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._error(exc) from exc
 
     def get(self, key: bytes) -> bytes | None:
-        with self._translated():
+        # No context manager here: this is the hot path (every state read).
+        try:
             value: object = self._db.get(key)
+        except (plyvel.Error, RuntimeError) as exc:
+            raise self._error(exc) from exc
         if value is not None and not isinstance(value, bytes):
             raise TypeError(f"plyvel returned {type(value).__name__} for a value")
         return value
