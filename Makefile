@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PKGS   := ledger storage consensus p2p registry imaging node
 
-.PHONY: devnet test lint typecheck pytest soak bench install clean
+.PHONY: devnet test lint typecheck pytest test-native soak bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,20 @@ pytest: $(STAMP)
 devnet: $(STAMP)
 	$(BIN)/radledger devnet --validators 4 --home devnet
 
-## make test: install into .venv if needed, then lint, type-check and run the test suite.
-test: lint typecheck pytest
+## make test: install into .venv if needed, then lint, type-check and run the test suite,
+## then the tests that cover the compiled modules again against a mypyc build of them.
+test: lint typecheck pytest test-native
+
+## make test-native: compile the hot modules (pyproject.toml [tool.radledger]) in a copy of the
+## tree (.native/, never the tree itself) and run the tests that exercise them there.
+NATIVE_TESTS := tests/test_native.py tests/test_codec.py tests/test_types.py \
+	tests/test_record_fuzz.py tests/test_schema_fast.py tests/test_receipt.py \
+	tests/test_receipt_fuzz.py tests/test_protocol_vectors.py tests/registry tests/storage \
+	tests/consensus tests/node/test_mempool.py tests/node/test_rpc_registry.py \
+	tests/node/test_registry_state_root.py tests/node/test_relay.py
+test-native: $(STAMP)
+	$(BIN)/python -m bench.native --with-tests
+	cd .native && RADLEDGER_EXPECT_NATIVE=1 ../$(BIN)/python -m pytest -q -p no:cacheprovider $(NATIVE_TESTS)
 
 ## make soak: the long randomized tests: 20,000+ simulator seeds and a 200-kill loop on a real 4-process network (not run by make test).
 soak: $(STAMP)
@@ -49,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.throughput --sweep
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .native .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeAlias
 
+from mypy_extensions import mypyc_attr
+
 from ledger.errors import DecodeError, EncodeError
 
 # A decoded value. Arrays decode to lists, maps to dicts with str keys.
@@ -146,6 +148,7 @@ def encode(value: object) -> bytes:
     return b"".join(out)
 
 
+@mypyc_attr(native_class=False)  # a dict subclass (see setup.py: compiled builds)
 class DecodedMap(dict[str, "Value"]):
     """A decoded map that remembers where its canonical encoding lies in the input.
 
@@ -331,7 +334,7 @@ class Decoder:
         raise self.fail(f"simple value {arg} is not in the data model")
 
 
-def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Value:
+def decode(data: object, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Value:
     """Decode one canonical item that spans all of ``data``.
 
     Raises :class:`DecodeError` (and nothing else) for any input that is not

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
+from mypy_extensions import mypyc_attr
+
 from ledger import codec
 from ledger.codec import Value
 from ledger.errors import DecodeError, EncodeError, ValidationError
@@ -531,6 +533,7 @@ class Schema(Generic[T]):
         return self.from_value(codec.decode(data, max_bytes=limit))
 
 
+@mypyc_attr(native_class=False)  # a bytes subclass (see setup.py: compiled builds)
 class CanonicalMap(bytes):
     """Bytes known to be the canonical encoding of a map (skips re-validation)."""
 
