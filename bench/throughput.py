@@ -22,12 +22,30 @@ admission refusals. ``--sweep`` raises the rate until the network no longer
 keeps up (committed < 90% of offered, or p50 latency above 2 s), takes the
 best committed rate as saturation, then measures latency at 25%, 50% and 90%
 of it. Compare only ratios within one run; this machine is shared.
+
+``--repeats K`` measures every point K times, each repeat on a fresh network
+(the sweep, then the fixed fractions on another fresh network), and reports
+the median of each figure with its min and max (saturation: the median of the
+repeats' saturations; the Raft peer is run K times too).
+
+``--overload --rate R --duration S`` (``bench/results/overload.json``) offers
+R tx/s, well above saturation, for S seconds to a fresh network and samples
+every node's RSS and mempool size each second: does RSS plateau (the max over
+the last third of the run against the max over the middle third), do the
+mempool's limits hold, how many submissions were refused (429
+``mempool_full``)?
+
+``--kind dataset.register`` sends registrations of new datasets instead of
+access logs (an access reason is at most 512 bytes, so payloads above about
+650 bytes need another kind; ``bench.scaling`` uses it for 1 and 8 KiB).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import platform
 import random
@@ -38,16 +56,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from imaging.inspect import group_series, inspect_file
 from imaging.synthetic import StudySpec, write_study
+from ledger import codec
 from ledger.keys import SigningKey, load_key_file
+from ledger.manifest import SUMMARY_SCHEMA, InstanceLeaf, SeriesSummary, series_root, sort_leaves
 from ledger.types import Tx
 from node.client import Nonces, RpcClient, sign
+from node.config import CONFIG_FILE_NAME, NodeConfig, dump_config, load_config
 from node.researcher import register_bodies
 from node.testnet import ADMIN_KEY_FILE, create_testnet, ports
 
@@ -65,6 +87,15 @@ _REASON_TEXT: Final = (
     "re-read of contrast phases, dose audit, and radiomics feature extraction"
 )
 REASON_WORDS: Final = tuple(_REASON_TEXT.split())
+ACCESS: Final = "access.log"
+REGISTER: Final = "dataset.register"
+KINDS: Final = (ACCESS, REGISTER)
+#: The registry's limit on a reason (registry/kinds.py MAX_REASON_BYTES).
+MAX_REASON: Final = 512
+#: The offered rates of ``--sweep``.
+SWEEP_RATES: Final = (250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0)
+#: A node config change applied to every node's config.toml before it starts.
+Tune = Callable[[NodeConfig], NodeConfig]
 
 
 def _free_base(validators: int = 10) -> int:
@@ -90,11 +121,29 @@ def _cpu_seconds(pid: int) -> float:
     return float(int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+def _status_mb(pid: int, key: str) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # the process is gone
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(key):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set size of a process now, in MiB."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far."""
+    return _cpu_seconds(pid)
 
 
 @dataclass
@@ -105,29 +154,61 @@ class Network:
     validators: int
     base: int
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: Applied to every node's config.toml after the testnet is generated.
+    tune: Tune | None = None
 
     def start(self) -> None:
         create_testnet(self.home, self.validators, base_port=self.base)
+        if self.tune is not None:
+            self.retune(self.tune)
         for i in range(self.validators):
-            node_home = self.home / f"node{i}"
-            log = (node_home / "node.log").open("ab")
-            self.processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "node", "run", "--home", str(node_home)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=ROOT,
-                )
-            )
+            self.launch(i)
+        self.wait_started(range(self.validators))
+
+    def node_home(self, i: int) -> Path:
+        return self.home / f"node{i}"
+
+    def retune(self, tune: Tune, nodes: Sequence[int] | None = None) -> None:
+        """Rewrite node configs (takes effect when a node next starts)."""
+        for i in range(self.validators) if nodes is None else nodes:
+            path = self.node_home(i) / CONFIG_FILE_NAME
+            path.write_text(dump_config(tune(load_config(path))))
+
+    def launch(self, i: int) -> None:
+        """Start node ``i``'s process (again, if it was stopped)."""
+        log = (self.node_home(i) / "node.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "node", "run", "--home", str(self.node_home(i))],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        log.close()  # the child holds its own descriptor
+        if i < len(self.processes):
+            self.processes[i] = process
+        else:
+            self.processes.append(process)
+
+    def wait_started(self, nodes: Sequence[int] | range, min_height: int = 1) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if all(self.client(i).status()["height"] >= 1 for i in range(self.validators)):
+                if all(self.client(i).status()["height"] >= min_height for i in nodes):
                     return
             except Exception:
                 pass
             time.sleep(0.3)
         raise SystemExit("the network did not start committing within 60 s")
+
+    def stop_node(self, i: int) -> None:
+        process = self.processes[i]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def rpc(self, i: int) -> str:
         return f"http://127.0.0.1:{ports(self.base, i)[1]}"
@@ -144,6 +225,7 @@ class Network:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
     def settle(self, timeout_s: float = 90.0) -> None:
         """Wait until every mempool is empty, so one run's backlog is not the next's load."""
@@ -172,6 +254,10 @@ class Workload:
     nonces: list[Nonces]
     counter: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(8))
+    kind: str = ACCESS
+    #: Size of a transaction with an empty reason (constant: the nonce and the
+    #: time always take 9 bytes), measured on first use.
+    _bare_bytes: int | None = None
 
     def _reason(self, length: int) -> str:
         """A reason of ``length`` bytes that reads (and compresses) like a real one."""
@@ -193,15 +279,96 @@ class Workload:
                 "reason": "",
                 "time_ms": int(time.time() * 1000),
             }
-            probe = sign(self.researchers[k], self.chain_id, "access.log", body, Nonces())
-            pad = max(1, self.payload - len(probe.encode()))
+            if self._bare_bytes is None:
+                probe = sign(self.researchers[k], self.chain_id, ACCESS, body, Nonces())
+                self._bare_bytes = len(probe.encode())
+            pad = max(1, self.payload - self._bare_bytes)
             body["reason"] = self._reason(pad)
-            txs.append(sign(self.researchers[k], self.chain_id, "access.log", body, self.nonces[k]))
+            txs.append(sign(self.researchers[k], self.chain_id, ACCESS, body, self.nonces[k]))
         return txs
 
 
-def setup(net: Network, tmp: Path, payload: int) -> Workload:
-    """Register the dataset the load reads, and enrol the researchers who read it."""
+@dataclass
+class RegisterWorkload(Workload):
+    """``dataset.register`` of a new one-series dataset per transaction, about ``payload`` bytes.
+
+    The series' instance leaves (SOP Instance UID and three SHA-256 digests each,
+    random as real digests are) make up the size, and a reason of researcher's
+    words the rest; the summary is that of a real synthetic CT series. An access
+    reason is limited to 512 bytes (registry/kinds.py), so payloads above about
+    650 bytes are registrations, as a site's bulk import would be.
+    """
+
+    summary: SeriesSummary | None = None
+    #: (leaves per transaction, reason bytes), planned on first use
+    _plan: tuple[int, int] | None = None
+
+    def _body(self, leaves_n: int, reason_bytes: int) -> dict[str, Any]:
+        assert self.summary is not None
+        # Fixed-width numbers, so every transaction of a run has the same size.
+        serial = self.counter + 100_000_000
+        uid = f"1.2.826.0.1.3680043.10.8.{serial}"
+        leaves = sort_leaves(
+            InstanceLeaf(
+                sop_instance_uid=f"{uid}.{i + 1001}",
+                pixel=self.rng.randbytes(32),
+                meta=self.rng.randbytes(32),
+                file=self.rng.randbytes(32),
+            )
+            for i in range(leaves_n)
+        )
+        summary = dataclasses.replace(self.summary, instances=leaves_n, frames=leaves_n)
+        return {
+            "dataset": f"bench-reg-{serial}",
+            "series": uid,
+            "part": 0,
+            "parts": 1,
+            "leaves": [codec.decode(leaf.encode()) for leaf in leaves],
+            "series_root": series_root(leaves),
+            "instances": leaves_n,
+            "summary": codec.decode(SUMMARY_SCHEMA.encode(summary)),
+            "supersedes": None,
+            "reason": self._reason(reason_bytes),
+            "time_ms": int(time.time() * 1000),
+        }
+
+    def _size(self, leaves_n: int, reason_bytes: int) -> int:
+        body = self._body(leaves_n, reason_bytes)
+        return len(sign(self.researchers[0], self.chain_id, REGISTER, body, Nonces()).encode())
+
+    def _planned(self) -> tuple[int, int]:
+        """As many leaves as fit under ``payload`` with a short reason, then the
+        reason that brings the transaction to ``payload`` bytes."""
+        if self._plan is None:
+            one, two = self._size(1, 40), self._size(2, 40)
+            leaves_n = max(1, (self.payload - one) // (two - one) + 1)
+            while leaves_n > 1 and self._size(leaves_n, 40) > self.payload:
+                leaves_n -= 1
+            while self._size(leaves_n + 1, 40) <= self.payload:
+                leaves_n += 1
+            reason = max(1, min(MAX_REASON, self.payload - self._size(leaves_n, 1) + 1))
+            while reason > 1 and self._size(leaves_n, reason) > self.payload:
+                reason -= 1
+            self._plan = (leaves_n, reason)
+        return self._plan
+
+    def sign(self, count: int) -> list[Tx]:
+        leaves_n, reason_bytes = self._planned()
+        txs = []
+        for _ in range(count):
+            k = self.counter % len(self.researchers)
+            self.counter += 1
+            body = self._body(leaves_n, reason_bytes)
+            txs.append(sign(self.researchers[k], self.chain_id, REGISTER, body, self.nonces[k]))
+        return txs
+
+
+def setup(net: Network, tmp: Path, payload: int, kind: str = ACCESS) -> Workload:
+    """Register the dataset the load reads, and enrol the researchers who read it.
+
+    ``kind`` is the load's transactions: ``access.log`` of that dataset, or
+    ``dataset.register`` of new datasets (:class:`RegisterWorkload`).
+    """
     admins = [load_key_file(net.home / f"node{i}" / ADMIN_KEY_FILE) for i in range(net.validators)]
     client = net.client(0)
     chain = str(client.status()["chain_id"])
@@ -238,7 +405,12 @@ def setup(net: Network, tmp: Path, payload: int) -> Workload:
             raise SystemExit("setup transactions did not commit")
         time.sleep(0.2)
     time.sleep(1.0)  # every enrolment committed (they were admitted in order)
-    return Workload(chain, researchers, payload, [Nonces() for _ in researchers])
+    nonces_each = [Nonces() for _ in researchers]
+    if kind == REGISTER:
+        return RegisterWorkload(
+            chain, researchers, payload, nonces_each, kind=REGISTER, summary=series.summary
+        )
+    return Workload(chain, researchers, payload, nonces_each)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -249,8 +421,24 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def measure(
-    net: Network, work: Workload, rate: float, duration: float, tmp: Path, *, batch_ms: float = 0.0
+    net: Network,
+    work: Workload,
+    rate: float,
+    duration: float,
+    tmp: Path,
+    *,
+    batch_ms: float = 0.0,
+    sample: Callable[[], None] | None = None,
+    drain_s: float = 10.0,
+    raw: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Offer ``rate`` tx/s for ``duration`` s through the load generator; the figures.
+
+    ``sample`` is called about once a second while the load generator runs
+    (``--overload`` samples RSS and mempools with it); the load generator's own
+    output (per-transaction send, admission and commit times) is appended to
+    ``raw`` if given.
+    """
     net.settle()
     count = max(1, int(rate * duration))
     txs = work.sign(count)
@@ -259,30 +447,43 @@ def measure(
     out = tmp / f"load-{rate:.0f}.json"
     before = net.snapshot()
     rpcs = [arg for i in range(net.validators) for arg in ("--rpc", net.rpc(i))]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--txs",
-            str(txs_file),
-            "--rate",
-            str(rate),
-            *rpcs,
-            "--events",
-            net.rpc(0),
-            "--out",
-            str(out),
-            "--drain",
-            "10",
-            "--batch-ms",
-            str(batch_ms),
-        ],
-        check=True,
-        cwd=ROOT,
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--txs",
+        str(txs_file),
+        "--rate",
+        str(rate),
+        *rpcs,
+        "--events",
+        net.rpc(0),
+        "--out",
+        str(out),
+        "--drain",
+        f"{drain_s:g}",
+        "--batch-ms",
+        str(batch_ms),
+    ]
+    loadgen = subprocess.Popen(command, cwd=ROOT)
+    try:
+        while True:
+            try:
+                exit_code = loadgen.wait(timeout=None if sample is None else 1.0)
+                break
+            except subprocess.TimeoutExpired:
+                assert sample is not None
+                sample()
+    finally:
+        if loadgen.poll() is None:
+            loadgen.kill()
+            loadgen.wait()
+    if exit_code != 0:
+        raise subprocess.CalledProcessError(exit_code, command)
     after = net.snapshot()
     result = json.loads(out.read_text())
+    if raw is not None:
+        raw.append(result)
     records = result["records"]
     start = result["start"]
     committed = [r for r in records if "committed" in r]
@@ -375,22 +576,338 @@ def _row(r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
     cpu = "/".join(f"{c:.2f}" for c in r["cpu_ms_per_tx_per_node"])
     refused = f" refused {r['refused']}" if r["refused"] else ""
-    return (
+    line = (
         f"  offered {r['offered_tx_s']:7.0f}  committed {r['committed_tx_s']:7.0f} tx/s  "
         f"p50 {lat['p50']:6.0f}  p90 {lat['p90']:6.0f}  p99 {lat['p99']:6.0f} ms  "
         f"{r['blocks_s']:5.1f} blocks/s x {r['avg_block_txs']:6.1f} txs  "
-        f"views +{r['view_changes']}  cpu ms/tx/node {cpu}  "
+        f"views +{r['view_changes']:g}  cpu ms/tx/node {cpu}  "
         f"rss MB {max(r['peak_rss_mb']):.0f}{refused}"
+    )
+    if r.get("repeats", 1) > 1:
+        low, high = r["min"], r["max"]
+        line += (
+            f"\n      median of {r['repeats']}: committed {low['committed_tx_s']:.0f}"
+            f"-{high['committed_tx_s']:.0f} tx/s, p50 {low['latency_ms']['p50']:.0f}"
+            f"-{high['latency_ms']['p50']:.0f}, p99 {low['latency_ms']['p99']:.0f}"
+            f"-{high['latency_ms']['p99']:.0f} ms (min-max)"
+        )
+    return line
+
+
+def _combine(values: Sequence[Any], pick: Callable[[list[float]], float]) -> Any:
+    """One value from a figure's values over repeats: ``pick`` of numbers, recursively
+    per key of dicts (a missing count is 0) and per item of equal-length lists."""
+    first = values[0]
+    if isinstance(first, dict):
+        keys = dict.fromkeys(key for value in values for key in value)
+        return {key: _combine([value.get(key, 0) for value in values], pick) for key in keys}
+    if isinstance(first, list):
+        if all(isinstance(v, list) and len(v) == len(first) for v in values):
+            return [_combine(list(column), pick) for column in zip(*values, strict=True)]
+        return first
+    if isinstance(first, bool) or not isinstance(first, int | float):
+        return first
+    numbers = [float(v) for v in values if not math.isnan(v)]  # NaN: no sample
+    return pick(numbers) if numbers else float("nan")
+
+
+def aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over repeated runs of one point, with ``min``,
+    ``max`` and the ``runs`` themselves (one run: that run as it is)."""
+    if len(runs) == 1:
+        return {**runs[0], "repeats": 1}
+    return {
+        **_combine(runs, statistics.median),
+        "repeats": len(runs),
+        "min": _combine(runs, min),
+        "max": _combine(runs, max),
+        "runs": list(runs),
+    }
+
+
+@contextmanager
+def fresh_network(
+    tmp: Path,
+    name: str,
+    validators: int,
+    payload: int,
+    *,
+    kind: str = ACCESS,
+    tune: Tune | None = None,
+) -> Iterator[tuple[Network, Workload]]:
+    """A new network, set up for the workload; every node is stopped on leaving."""
+    net = Network(tmp / name, validators, _free_base(), tune=tune)
+    try:
+        net.start()
+        yield net, setup(net, tmp / f"{name}-setup", payload, kind)
+    finally:
+        net.stop()
+
+
+def keeps_up(row: dict[str, Any]) -> bool:
+    """The sweep's test: at least 90% committed and a p50 latency of at most 2 s."""
+    return bool(row["committed"] >= 0.9 * row["sent"] and row["latency_ms"]["p50"] <= 2000)
+
+
+def run_points(
+    *,
+    validators: int,
+    payload: int,
+    rates: Sequence[float],
+    duration: float,
+    tmp: Path,
+    sweep: bool = False,
+    fractions: Sequence[float] = (),
+    repeats: int = 1,
+    batch_ms: float = 0.0,
+    kind: str = ACCESS,
+    label: str = "",
+) -> dict[str, Any]:
+    """Measure ``rates`` (a sweep stops at the first rate the network does not keep
+    up with), then, if sweeping, ``fractions`` of the saturation on another fresh
+    network; each ``repeats`` times, each repeat on fresh networks.
+
+    Returns the aggregated ``rows`` (medians, min, max: :func:`aggregate`), the
+    ``saturation_tx_s`` (the median of the repeats' best committed rates) and
+    ``saturation_runs``.
+    """
+    by_rate: dict[float, list[dict[str, Any]]] = {}
+    saturations = []
+    prefix = f"{label}: " if label else ""
+    for rep in range(repeats):
+        run = f" [run {rep + 1}/{repeats}]" if repeats > 1 else ""
+        with fresh_network(tmp, f"net{rep}", validators, payload, kind=kind) as (net, work):
+            best = 0.0
+            for rate in rates:
+                row = measure(net, work, rate, duration, tmp, batch_ms=batch_ms)
+                by_rate.setdefault(rate, []).append(row)
+                best = max(best, row["committed_tx_s"])
+                print(f"{prefix}{_row(row)}{run}", flush=True)
+                if sweep and not keeps_up(row):
+                    break
+        saturations.append(best)
+    saturation = statistics.median(saturations)
+    rows = [aggregate(by_rate[rate]) for rate in rates if rate in by_rate]
+    if sweep and fractions:
+        print(
+            f"{prefix}saturation: {saturation:.0f} tx/s; on a fresh network, at fractions of it:",
+            flush=True,
+        )
+        by_fraction: dict[float, list[dict[str, Any]]] = {}
+        for rep in range(repeats):
+            run = f" [run {rep + 1}/{repeats}]" if repeats > 1 else ""
+            with fresh_network(tmp, f"fresh{rep}", validators, payload, kind=kind) as (net, work):
+                for fraction in fractions:
+                    row = measure(
+                        net, work, saturation * fraction, duration, tmp, batch_ms=batch_ms
+                    )
+                    row["fraction_of_saturation"] = fraction
+                    by_fraction.setdefault(fraction, []).append(row)
+                    print(f"{prefix}{_row(row)}{run}", flush=True)
+        rows.extend(aggregate(by_fraction[fraction]) for fraction in fractions)
+    if repeats > 1:
+        print(f"{prefix}medians over {repeats} runs:")
+        for row in rows:
+            print(f"{prefix}{_row(row)}")
+    return {"rows": rows, "saturation_tx_s": saturation, "saturation_runs": saturations}
+
+
+def raft_repeated(
+    validators: int, payload: int, duration: float, tmp: Path, repeats: int
+) -> dict[str, Any]:
+    """:func:`raft` ``repeats`` times: the median ops/s, with min, max and the runs."""
+    runs = []
+    for rep in range(repeats):
+        where = tmp / f"raft{rep}"
+        where.mkdir(parents=True, exist_ok=True)
+        runs.append(raft(validators, payload, duration, where))
+    good = [run for run in runs if "ops_s" in run]
+    if not good:
+        return runs[0]
+    if repeats == 1:
+        return good[0]
+    ops = [run["ops_s"] for run in good]
+    return {
+        "ops_s": statistics.median(ops),
+        "committed": statistics.median(run["committed"] for run in good),
+        "min_ops_s": min(ops),
+        "max_ops_s": max(ops),
+        "runs": runs,
+    }
+
+
+def _thirds(timeline: Sequence[dict[str, Any]], span: float) -> tuple[list[Any], list[Any]]:
+    middle = [s for s in timeline if span / 3 <= s["t"] < 2 * span / 3]
+    last = [s for s in timeline if 2 * span / 3 <= s["t"] <= span]
+    return middle, last
+
+
+#: RSS "plateaus" if the max over the last third is at most this much above the
+#: max over the middle third (ratio, plus an allowance in MiB for small nodes).
+PLATEAU_RATIO: Final = 1.05
+PLATEAU_SLACK_MB: Final = 2.0
+
+
+def overload(
+    *,
+    validators: int,
+    rate: float,
+    duration: float,
+    payload: int,
+    tmp: Path,
+    batch_ms: float = 0.0,
+    kind: str = ACCESS,
+) -> dict[str, Any]:
+    """Offer ``rate`` tx/s (well above saturation) for ``duration`` s to a fresh
+    network and sample every node's RSS and mempool each second."""
+    samples: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
+    with fresh_network(tmp, "overload", validators, payload, kind=kind) as (net, work):
+        limits = [
+            load_config(net.node_home(i) / CONFIG_FILE_NAME).mempool for i in range(validators)
+        ]
+        quick = [RpcClient(net.rpc(i), timeout_s=1.0) for i in range(validators)]
+
+        def sample() -> None:
+            at = time.monotonic()
+            mempool: list[int | None] = []
+            height: int | None = None
+            for i, client in enumerate(quick):
+                try:
+                    status = client.status()
+                except Exception:  # a node too busy to answer within 1 s
+                    mempool.append(None)
+                    continue
+                mempool.append(int(status["mempool_txs"]))
+                if i == 0:
+                    height = int(status["height"])
+            samples.append(
+                {
+                    "at": at,
+                    "rss_mb": [round(rss_mb(p.pid), 1) for p in net.processes],
+                    "mempool_txs": mempool,
+                    "height": height,
+                }
+            )
+
+        row = measure(net, work, rate, duration, tmp, batch_ms=batch_ms, sample=sample, raw=raw)
+    load = raw[0]
+    start, span = load["start"], load["offered_s"]
+    per_second: dict[int, dict[str, int]] = {}
+    for record in load["records"]:
+        if "sent" not in record:
+            continue
+        bucket = per_second.setdefault(int(record["sent"] - start), {})
+        outcome = "admitted" if record.get("status") == 202 else "refused"
+        bucket[outcome] = bucket.get(outcome, 0) + 1
+    for block in load["blocks"]:
+        if block["at"] >= start:
+            bucket = per_second.setdefault(int(block["at"] - start), {})
+            bucket["committed"] = bucket.get("committed", 0) + block["txs"]
+    timeline = []
+    for s in samples:
+        t = s["at"] - start
+        counts = per_second.get(int(t) - 1, {}) if t >= 1 else {}  # the second just ended
+        timeline.append(
+            {
+                "t": round(t, 2),
+                "rss_mb": s["rss_mb"],
+                "mempool_txs": s["mempool_txs"],
+                "height": s["height"],
+                "admitted_per_s": counts.get("admitted", 0),
+                "refused_per_s": counts.get("refused", 0),
+                "committed_per_s": counts.get("committed", 0),
+            }
+        )
+    middle, last = _thirds(timeline, span)
+    nodes = range(validators)
+    middle_max = [max((s["rss_mb"][i] for s in middle), default=0.0) for i in nodes]
+    last_max = [max((s["rss_mb"][i] for s in last), default=0.0) for i in nodes]
+    plateau = bool(middle) and all(
+        b <= a * PLATEAU_RATIO + PLATEAU_SLACK_MB for a, b in zip(middle_max, last_max, strict=True)
+    )
+    seen = [
+        [s["mempool_txs"][i] for s in timeline if s["mempool_txs"][i] is not None] for i in nodes
+    ]
+    return {
+        "machine": machine(),
+        "validators": validators,
+        "kind": kind,
+        "payload": payload,
+        "offered_tx_s": rate,
+        "duration_s": duration,
+        "batch_ms": batch_ms,
+        "sent_tx_s": row["sent"] / max(span, 1e-9),
+        "row": row,
+        "rss_mb": {
+            "middle_third_max": middle_max,
+            "last_third_max": last_max,
+            "last_over_middle": [
+                b / a if a else float("nan") for a, b in zip(middle_max, last_max, strict=True)
+            ],
+            "start": timeline[0]["rss_mb"] if timeline else [],
+            "end_of_load": last[-1]["rss_mb"] if last else [],
+        },
+        "rss_plateaus": plateau,
+        "plateau_rule": (
+            f"last-third max <= {PLATEAU_RATIO} x middle-third max + {PLATEAU_SLACK_MB} MB"
+        ),
+        "mempool": {
+            "limit_txs": [m.max_txs for m in limits],
+            "limit_bytes": [m.max_bytes for m in limits],
+            "max_txs": [max(values, default=0) for values in seen],
+            "limit_held": all(
+                max(values, default=0) <= m.max_txs for values, m in zip(seen, limits, strict=True)
+            ),
+        },
+        "refused": row["refused"],
+        "timeline": timeline,
+    }
+
+
+def _print_overload(result: dict[str, Any]) -> None:
+    print(_row(result["row"]))
+    print(
+        f"  {'t s':>7}   {'rss MB per node':26s} {'mempool txs per node':29s} "
+        "admitted/s refused/s committed/s"
+    )
+    timeline = result["timeline"]
+    step = max(1, len(timeline) // 12)
+    for s in timeline[::step]:
+        rss = "/".join(f"{v:.0f}" for v in s["rss_mb"])
+        pool = "/".join("?" if v is None else str(v) for v in s["mempool_txs"])
+        print(
+            f"  {s['t']:7.1f}   {rss:26s} {pool:29s} {s['admitted_per_s']:10d} "
+            f"{s['refused_per_s']:9d} {s['committed_per_s']:11d}"
+        )
+    r = result["rss_mb"]
+    print(
+        f"RSS max, middle third {r['middle_third_max']} MB, last third {r['last_third_max']} MB: "
+        f"{'plateaus' if result['rss_plateaus'] else 'still growing'} "
+        f"({result['plateau_rule']})"
+    )
+    m = result["mempool"]
+    print(
+        f"mempool max {m['max_txs']} txs (limit {m['limit_txs']}): "
+        f"{'held' if m['limit_held'] else 'EXCEEDED'}; refused {result['refused']}"
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validators", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds per point (10; --overload 120)"
+    )
     parser.add_argument("--rate", type=float, action="append", default=None)
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--payload", type=int, default=400)
+    parser.add_argument(
+        "--kind",
+        choices=KINDS,
+        default=ACCESS,
+        help="the load's transactions (dataset.register: one new dataset each)",
+    )
     parser.add_argument("--no-raft", action="store_true")
     parser.add_argument(
         "--batch-ms",
@@ -399,51 +916,72 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="Send each node the transactions due every N ms in one /v1/txs/batch request "
         "(bulk import) instead of one request per transaction (default).",
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measure every point K times, each on a fresh network; report medians (min, max)",
+    )
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="offer --rate (default 2500) tx/s for --duration (default 120) s and sample "
+        "every node's RSS and mempool each second (bench/results/overload.json)",
+    )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     print(f"machine: {machine()}")
-    rows: list[dict[str, Any]] = []
+    if args.overload:
+        rate = args.rate[0] if args.rate else 2500.0
+        out = args.out or RESULTS / "overload.json"
+        with tempfile.TemporaryDirectory(prefix="radledger-overload-") as tmp_name:
+            result = overload(
+                validators=args.validators,
+                rate=rate,
+                duration=120.0 if args.duration is None else args.duration,
+                payload=args.payload,
+                tmp=Path(tmp_name),
+                batch_ms=args.batch_ms,
+                kind=args.kind,
+            )
+        _print_overload(result)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
+    duration = 10.0 if args.duration is None else args.duration
+    out = args.out or RESULTS / "throughput.json"
     with tempfile.TemporaryDirectory(prefix="radledger-throughput-") as tmp_name:
         tmp = Path(tmp_name)
-        net = Network(tmp / "net", args.validators, _free_base())
-        try:
-            net.start()
-            work = setup(net, tmp, args.payload)
-            rates = args.rate or [250.0, 500.0]
-            if args.sweep:
-                rates = [250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0]
-            for rate in rates:
-                row = measure(net, work, rate, args.duration, tmp, batch_ms=args.batch_ms)
-                rows.append(row)
-                print(_row(row), flush=True)
-                if args.sweep and (
-                    row["committed"] < 0.9 * row["sent"] or row["latency_ms"]["p50"] > 2000
-                ):
-                    break
-            saturation = max(r["committed_tx_s"] for r in rows)
-            if args.sweep:
-                # An overload leaves nodes slower for a while (see docs/PERFORMANCE.md),
-                # so the fixed fractions run on a fresh network.
-                net.stop()
-                net = Network(tmp / "fresh", args.validators, _free_base())
-                net.start()
-                work = setup(net, tmp / "fresh-setup", args.payload)
-                print(f"saturation: {saturation:.0f} tx/s; on a fresh network, at fractions of it:")
-                for fraction in (0.25, 0.5, 0.9):
-                    row = measure(
-                        net, work, saturation * fraction, args.duration, tmp, batch_ms=args.batch_ms
-                    )
-                    row["fraction_of_saturation"] = fraction
-                    rows.append(row)
-                    print(_row(row), flush=True)
-        finally:
-            net.stop()
-        peer = None if args.no_raft else raft(args.validators, args.payload, args.duration, tmp)
+        series = run_points(
+            validators=args.validators,
+            payload=args.payload,
+            rates=SWEEP_RATES if args.sweep else (args.rate or [250.0, 500.0]),
+            duration=duration,
+            tmp=tmp,
+            sweep=args.sweep,
+            fractions=(0.25, 0.5, 0.9) if args.sweep else (),
+            repeats=args.repeats,
+            batch_ms=args.batch_ms,
+            kind=args.kind,
+        )
+        peer = (
+            None
+            if args.no_raft
+            else raft_repeated(args.validators, args.payload, duration, tmp, args.repeats)
+        )
+    saturation = series["saturation_tx_s"]
     result = {
         "machine": machine(),
         "validators": args.validators,
-        "rows": rows,
+        "kind": args.kind,
+        "payload": args.payload,
+        "repeats": args.repeats,
+        "rows": series["rows"],
         "saturation_tx_s": saturation,
+        "saturation_runs": series["saturation_runs"],
         "raft": peer,
     }
     if peer is not None and "ops_s" in peer:
@@ -453,9 +991,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"pysyncobj (Raft, {args.validators} nodes, no signatures, no fsync): "
             f"{peer['ops_s']:.0f} ops/s; radledger/pysyncobj = {ratio:.3f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
