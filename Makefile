@@ -44,8 +44,8 @@ NATIVE_TESTS := tests/test_native.py tests/test_codec.py tests/test_types.py \
 	tests/consensus tests/node/test_mempool.py tests/node/test_rpc_registry.py \
 	tests/node/test_registry_state_root.py tests/node/test_relay.py
 test-native: $(STAMP)
-	$(BIN)/python -m bench.native --with-tests
-	cd .native && RADLEDGER_EXPECT_NATIVE=1 ../$(BIN)/python -m pytest -q -p no:cacheprovider $(NATIVE_TESTS)
+	$(BIN)/python -m bench.native --with-tests --dest .native/tests
+	cd .native/tests && RADLEDGER_EXPECT_NATIVE=1 ../../$(BIN)/python -m pytest -q -p no:cacheprovider $(NATIVE_TESTS)
 
 ## make soak: the long randomized tests: 20,000+ simulator seeds and a 200-kill loop on a real 4-process network (not run by make test).
 soak: $(STAMP)

@@ -24,7 +24,7 @@ from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 PACKAGES: Final = ("ledger", "storage", "consensus", "p2p", "registry", "imaging", "node")
-DEFAULT_DEST: Final = ROOT / ".native"
+DEFAULT_DEST: Final = ROOT / ".native" / "nodes"
 
 
 def native_modules() -> list[str]:

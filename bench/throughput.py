@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from bench import native
 from imaging.inspect import group_series, inspect_file
 from imaging.synthetic import StudySpec, write_study
 from ledger import codec
@@ -146,6 +147,25 @@ def cpu_seconds(pid: int) -> float:
     return _cpu_seconds(pid)
 
 
+#: Which build the node processes run: ``"native"`` (the hot modules compiled with
+#: mypyc, as a site installs with RADLEDGER_COMPILE=1) or ``"interpreted"``.
+_BUILD: dict[str, Any] = {"kind": "interpreted", "tree": ROOT}
+BUILDS: Final = ("native", "interpreted")
+
+
+def use_build(kind: str) -> Path:
+    """Run later networks' nodes from ``kind``'s tree (compiling it if needed)."""
+    if kind not in BUILDS:
+        raise ValueError(f"unknown build {kind!r}")
+    tree = native.build() if kind == "native" else ROOT
+    _BUILD.update(kind=kind, tree=tree)
+    return tree
+
+
+def build_kind() -> str:
+    return str(_BUILD["kind"])
+
+
 @dataclass
 class Network:
     """A running network of node processes."""
@@ -156,6 +176,8 @@ class Network:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     #: Applied to every node's config.toml after the testnet is generated.
     tune: Tune | None = None
+    #: The source tree the node processes run from (see :func:`use_build`).
+    tree: Path = field(default_factory=lambda: _BUILD["tree"])
 
     def start(self) -> None:
         create_testnet(self.home, self.validators, base_port=self.base)
@@ -181,7 +203,7 @@ class Network:
             [sys.executable, "-m", "node", "run", "--home", str(self.node_home(i))],
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=self.tree,
         )
         log.close()  # the child holds its own descriptor
         if i < len(self.processes):
@@ -569,6 +591,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "build": build_kind(),
     }
 
 
@@ -928,10 +951,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="offer --rate (default 2500) tx/s for --duration (default 120) s and sample "
         "every node's RSS and mempool each second (bench/results/overload.json)",
     )
+    parser.add_argument(
+        "--build",
+        choices=BUILDS,
+        default="native",
+        help="run the nodes compiled with mypyc (native, as a site installs them for speed; "
+        "built in .native/ from the working tree) or interpreted",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    use_build(args.build)
     print(f"machine: {machine()}")
     if args.overload:
         rate = args.rate[0] if args.rate else 2500.0
