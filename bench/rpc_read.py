@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.throughput import RESULTS, ROOT, fresh_network, machine, measure
+from bench.throughput import BUILDS, RESULTS, ROOT, fresh_network, machine, measure, use_build
 from node.client import RpcClient
 
 
@@ -102,7 +102,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per concurrency")
     parser.add_argument("--load-rate", type=float, default=1000.0, help="tx/s while loading")
     parser.add_argument("--out", type=Path, default=RESULTS / "rpc_read.json")
+    parser.add_argument(
+        "--build",
+        choices=BUILDS,
+        default="native",
+        help="run the nodes compiled with mypyc (native, the default, as bench.throughput) "
+        "or interpreted",
+    )
     args = parser.parse_args(argv)
+    use_build(args.build)
     print(f"machine: {machine()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="radledger-rpc-read-") as tmp_name:

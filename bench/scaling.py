@@ -38,11 +38,13 @@ from typing import Any, Final
 
 from bench.throughput import (
     ACCESS,
+    BUILDS,
     REGISTER,
     RESULTS,
     SWEEP_RATES,
     machine,
     run_points,
+    use_build,
 )
 
 #: Payloads up to this many bytes are access logs; above, dataset registrations.
@@ -159,7 +161,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--ladder", type=float, nargs="+", default=None, help="offered rates for every sweep"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
+    parser.add_argument(
+        "--build",
+        choices=BUILDS,
+        default="native",
+        help="run the nodes compiled with mypyc (native, the default, as bench.throughput) "
+        "or interpreted",
+    )
     args = parser.parse_args(argv)
+    use_build(args.build)
     points_wanted = [(n, args.base_payload) for n in args.validators]
     points_wanted += [(4, b) for b in args.payloads if (4, b) not in points_wanted]
     if not points_wanted:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.throughput import (
+    BUILDS,
     RESULTS,
     Network,
     Tune,
@@ -56,6 +57,7 @@ from bench.throughput import (
     fresh_network,
     machine,
     measure,
+    use_build,
 )
 from node.client import RpcClient
 from node.config import CONFIG_FILE_NAME, ConsensusSection, NodeConfig, load_config
@@ -215,7 +217,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--node", type=int, default=None, help="validator to wipe (the last)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed to sync")
     parser.add_argument("--out", type=Path, default=RESULTS / "sync.json")
+    parser.add_argument(
+        "--build",
+        choices=BUILDS,
+        default="native",
+        help="run the nodes compiled with mypyc (native, the default, as bench.throughput) "
+        "or interpreted",
+    )
     args = parser.parse_args(argv)
+    use_build(args.build)
     node = args.validators - 1 if args.node is None else args.node
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="radledger-sync-") as tmp_name:
