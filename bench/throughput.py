@@ -622,8 +622,9 @@ def _combine(values: Sequence[Any], pick: Callable[[list[float]], float]) -> Any
     per key of dicts (a missing count is 0) and per item of equal-length lists."""
     first = values[0]
     if isinstance(first, dict):
-        keys = dict.fromkeys(key for value in values for key in value)
-        return {key: _combine([value.get(key, 0) for value in values], pick) for key in keys}
+        dicts = [value if isinstance(value, dict) else {} for value in values]
+        keys = dict.fromkeys(key for value in dicts for key in value)
+        return {key: _combine([value.get(key, 0) for value in dicts], pick) for key in keys}
     if isinstance(first, list):
         if all(isinstance(v, list) and len(v) == len(first) for v in values):
             return [_combine(list(column), pick) for column in zip(*values, strict=True)]
