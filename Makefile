@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 PKGS   := ledger storage consensus p2p registry imaging node
 
 .PHONY: devnet test lint typecheck pytest test-native soak bench install clean
+.PHONY: bench-net bench-scaling bench-sync bench-rpc bench-overload bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +52,7 @@ test-native: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## make bench: micro-benchmarks (codec, storage, consensus core, peer link, DICOM fingerprinting) and the network throughput sweep beside a Raft peer (results printed and saved under bench/results/).
+## make bench: micro-benchmarks (codec, storage, consensus core, peer link, DICOM fingerprinting), the network throughput sweep beside a Raft peer, then scaling, block sync, RPC reads and memory under overload (about 30 minutes on 2 cores; results printed and saved under bench/results/; docs/PERFORMANCE.md says what each measures).
 bench: $(STAMP)
 	$(BIN)/python -m bench.codec_bench
 	$(BIN)/python -m bench.storage_bench
@@ -59,6 +60,43 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.p2p_bench
 	$(BIN)/python -m bench.imaging_bench
 	$(BIN)/python -m bench.throughput --sweep
+	$(MAKE) --no-print-directory bench-scaling bench-sync bench-rpc bench-overload
+
+# Sizes of make bench's network pieces, short enough for a 2-core machine; override on
+# the command line, e.g. `make bench-sync BENCH_SYNC_BLOCKS=10000` (the issue's full run).
+BENCH_SCALING_S   ?= 5
+BENCH_SYNC_BLOCKS ?= 3000
+BENCH_RPC_S       ?= 10
+BENCH_OVERLOAD_S  ?= 60
+BENCH_OVERLOAD_RATE ?= 2500
+
+## make bench-net: the throughput and latency sweep beside a Raft peer (bench/results/throughput.json).
+bench-net: $(STAMP)
+	$(BIN)/python -m bench.throughput --sweep
+
+## make bench-scaling: saturation and latency at 50% for 4 and 7 validators and 200 B, 1 KiB, 8 KiB transactions (bench/results/scaling.json).
+bench-scaling: $(STAMP)
+	$(BIN)/python -m bench.scaling --duration $(BENCH_SCALING_S)
+
+## make bench-sync: a wiped validator catching up BENCH_SYNC_BLOCKS blocks (bench/results/sync.json).
+bench-sync: $(STAMP)
+	$(BIN)/python -m bench.sync --blocks $(BENCH_SYNC_BLOCKS)
+
+## make bench-rpc: GET /v1/txs/{hash} throughput at concurrency 1, 8 and 32 (bench/results/rpc_read.json).
+bench-rpc: $(STAMP)
+	$(BIN)/python -m bench.rpc_read --duration $(BENCH_RPC_S)
+
+## make bench-overload: RSS and mempool under BENCH_OVERLOAD_RATE tx/s for BENCH_OVERLOAD_S s (bench/results/overload.json).
+bench-overload: $(STAMP)
+	$(BIN)/python -m bench.throughput --overload --rate $(BENCH_OVERLOAD_RATE) --duration $(BENCH_OVERLOAD_S)
+
+## make bench-quick: every network piece once with tiny sizes (a few minutes; results under bench/results/quick/, too small to quote).
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.throughput --rate 250 --duration 3 --no-raft --out bench/results/quick/throughput.json
+	$(BIN)/python -m bench.scaling --validators --payloads 8192 --ladder 25 50 --duration 2 --out bench/results/quick/scaling.json
+	$(BIN)/python -m bench.sync --blocks 200 --out bench/results/quick/sync.json
+	$(BIN)/python -m bench.rpc_read --txs 1000 --duration 2 --concurrency 8 --out bench/results/quick/rpc_read.json
+	$(BIN)/python -m bench.throughput --overload --rate 1500 --duration 10 --out bench/results/quick/overload.json
 
 clean:
 	rm -rf $(VENV) .native .mypy_cache .ruff_cache .pytest_cache .hypothesis
