@@ -135,8 +135,15 @@ class Limits:
     #: One frame may take ``send_timeout_ms`` plus its size at ``min_send_bytes_per_s``.
     send_timeout_ms: int = 5_000
     min_send_bytes_per_s: int = 256 * 1024
-    #: A peer whose send queue stays full this long is disconnected.
+    #: A peer whose consensus or sync send queue stays full this long is disconnected
+    #: (a full transaction queue only drops transactions: they are not urgent).
     slow_peer_grace_ms: int = 5_000
+    #: Kernel send and receive buffer of each peer connection (0: the kernel's own
+    #: autotuning, up to megabytes). Small buffers keep a backlog in our priority
+    #: queues, where a vote overtakes queued transactions, instead of in the socket,
+    #: where it would wait behind them. At least the window the link's round trip
+    #: needs: 256 KiB carries about 5 MB/s at 50 ms.
+    socket_buffer_bytes: int = 256 * 1024
     #: Messages for a peer whose link just dropped wait this long for it to come
     #: back (links are replaced during simultaneous dials and restarts).
     reconnect_grace_ms: int = 2_000
@@ -158,6 +165,14 @@ class Limits:
     #: Transaction hashes remembered: globally (deduplication) and per peer (what it has).
     seen_cache_txs: int = 100_000
     known_txs_per_peer: int = 20_000
+    #: Received transactions waiting for decoding, signature check and admission.
+    #: Links only split frames and deduplicate, so a vote is read at once even while
+    #: thousands of transactions arrive; a separate task validates these in slices
+    #: of ``intake_slice_ms``, yielding to consensus in between. Past the bound, new
+    #: arrivals are dropped (``dropped{reason="intake_full"}``): under overload the
+    #: node sheds gossip, not consensus. Their origin still holds them.
+    max_intake_txs: int = 8_192
+    intake_slice_ms: int = 5
     #: Block-sync requests: how long an answer may take, and how many may be open per peer.
     sync_timeout_ms: int = 10_000
     max_sync_requests_per_peer: int = 8
@@ -180,6 +195,8 @@ class Limits:
             "backoff_base_ms",
             "seen_cache_txs",
             "known_txs_per_peer",
+            "max_intake_txs",
+            "intake_slice_ms",
             "sync_timeout_ms",
             "max_sync_requests_per_peer",
             "housekeeping_interval_ms",
@@ -188,6 +205,8 @@ class Limits:
                 raise ValueError(f"{name} must be positive")
         if self.backoff_cap_ms < self.backoff_base_ms:
             raise ValueError("backoff_cap_ms must be at least backoff_base_ms")
+        if self.socket_buffer_bytes != 0 and self.socket_buffer_bytes < 16 * 1024:
+            raise ValueError("socket_buffer_bytes must be 0 (the kernel's) or at least 16 KiB")
         if self.ban_score_points <= 0 or self.ban_seconds < 0 or self.heartbeat_ms < 0:
             raise ValueError("ban_score_points must be positive; ban_seconds, heartbeat_ms >= 0")
 

@@ -59,7 +59,9 @@ class PeerQueues:
         lane = self._lanes[kind]
         size = len(item.payload)
         if len(lane.items) >= lane.max_msgs or lane.size_bytes + size > lane.max_bytes:
-            if self.congested_since_ms is None:
+            # A full transaction lane just drops transactions (gossip is best effort,
+            # and they travel again in blocks); only urgent kinds make a peer congested.
+            if kind is not Kind.TX and self.congested_since_ms is None:
                 self.congested_since_ms = now_ms
             return False
         lane.items.append(item)
@@ -101,7 +103,9 @@ class PeerQueues:
         """Congestion ends once every queue is back under half its bounds."""
         if self.congested_since_ms is None:
             return
-        for lane in self._lanes.values():
+        for kind, lane in self._lanes.items():
+            if kind is Kind.TX:
+                continue
             if 2 * len(lane.items) > lane.max_msgs or 2 * lane.size_bytes > lane.max_bytes:
                 return
         self.congested_since_ms = None

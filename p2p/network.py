@@ -33,7 +33,8 @@ import contextlib
 import logging
 import random
 import socket
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, ParamSpec, Protocol, TypeAlias
@@ -231,13 +232,33 @@ class _Peer:
         return now_ms - self.down_since_ms < grace_ms
 
 
-def _listen_socket(host: str, port: int) -> socket.socket:
+def _bound_buffers(sock: socket.socket, size_bytes: int) -> None:
+    """Cap the kernel's send and receive buffers (``Limits.socket_buffer_bytes``)."""
+    if size_bytes:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size_bytes)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size_bytes)
+
+
+def _dial_socket_factory(size_bytes: int) -> Callable[[Any], socket.socket]:
+    """aiohttp's ``socket_factory``: dialled peer sockets with bounded buffers."""
+
+    def make(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=kind, proto=proto)
+        _bound_buffers(sock, size_bytes)
+        return sock
+
+    return make
+
+
+def _listen_socket(host: str, port: int, buffer_bytes: int = 0) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
         host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _bound_buffers(sock, buffer_bytes)  # accepted connections inherit them
         sock.bind(address)
         sock.listen(128)
         sock.setblocking(False)
@@ -290,6 +311,10 @@ class PeerNetwork:
         self._validator_nodes = tuple(sorted(self._by_validator.values()))
         self._targets = [_DialTarget(p) for p in config.persistent_peers]
         self._seen = BoundedSet(self._limits.seen_cache_txs)
+        #: (peer, payload, hash) of received transactions not validated yet
+        self._intake: deque[tuple[_Peer, bytes, bytes]] = deque()
+        self._intake_hashes: set[bytes] = set()
+        self._intake_ready = asyncio.Event()
         self._counters = Counters()
         self._own_hellos: dict[bytes, _DialTarget] = {}
         self._log_budget: dict[str, TokenBucket] = {}
@@ -321,7 +346,9 @@ class PeerNetwork:
         self._started = True
         limits = self._limits
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            connector=aiohttp.TCPConnector(
+                limit=0, socket_factory=_dial_socket_factory(limits.socket_buffer_bytes)
+            ),
             timeout=aiohttp.ClientTimeout(total=None, connect=limits.handshake_timeout_ms / 1000),
         )
         app = web.Application()
@@ -334,7 +361,11 @@ class PeerNetwork:
         )
         await self._runner.setup()
         try:
-            sock = _listen_socket(self._config.listen_host, self._config.listen_port)
+            sock = _listen_socket(
+                self._config.listen_host,
+                self._config.listen_port,
+                self._limits.socket_buffer_bytes,
+            )
             self._port = sock.getsockname()[1]
             await web.SockSite(self._runner, sock, ssl_context=self._config.server_ssl).start()
         except BaseException:
@@ -345,6 +376,7 @@ class PeerNetwork:
         for target in self._targets:
             self._spawn(self._dial_loop(target))
         self._spawn(self._housekeeping())
+        self._spawn(self._intake_loop())
 
     async def stop(self) -> None:
         """Close every link, stop dialing and listening. Idempotent."""
@@ -934,9 +966,45 @@ class PeerNetwork:
         self._counters.traffic.on_sent(item.label, len(item.payload))
 
     def _receive_tx(self, peer: _Peer, payload: bytes) -> None:
+        """Note a transaction and queue it for :meth:`_intake_loop`; cheap on purpose."""
         tx_hash = sha256(payload)  # the tx hash, since a decoded tx is canonical
         peer.has_txs.add(tx_hash)
         self._received(peer, "tx", len(payload))
+        if tx_hash in self._seen or tx_hash in self._intake_hashes:
+            self._drop(Kind.TX, "duplicate")
+            return
+        if len(self._intake) >= self._limits.max_intake_txs:
+            self._drop(Kind.TX, "intake_full")
+            return
+        self._intake.append((peer, payload, tx_hash))
+        self._intake_hashes.add(tx_hash)
+        self._intake_ready.set()
+
+    async def _intake_loop(self) -> None:
+        """Validate queued transactions in time slices, yielding to the event loop."""
+        slice_s = self._limits.intake_slice_ms / 1000
+        intake = self._intake
+        while True:
+            if not intake:
+                self._intake_ready.clear()
+                await self._intake_ready.wait()
+                continue
+            deadline = time.perf_counter() + slice_s
+            while intake and time.perf_counter() < deadline:
+                peer, payload, tx_hash = intake.popleft()
+                self._intake_hashes.discard(tx_hash)
+                if peer.banned_until_ms > self._clock.monotonic_ms():
+                    continue
+                try:
+                    self._validate_tx(peer, payload, tx_hash)
+                except Exception:
+                    self._drop(Kind.TX, "internal_error")
+                    log.exception(
+                        "peer %s: validating a transaction failed", peer.info.node_key.hex()[:16]
+                    )
+            await asyncio.sleep(0)
+
+    def _validate_tx(self, peer: _Peer, payload: bytes, tx_hash: bytes) -> None:
         if tx_hash in self._seen:
             self._drop(Kind.TX, "duplicate")
             return

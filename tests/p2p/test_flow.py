@@ -72,22 +72,32 @@ def test_full_queue_refuses_by_count_and_by_bytes() -> None:
     assert q.push(Kind.TX, item("a", 10), 0)
     assert q.push(Kind.TX, item("b", 10), 0)
     assert not q.push(Kind.TX, item("c", 1), 5)  # count
+    assert q.congested_since_ms is None  # transactions are droppable: no congestion
     assert q.push(Kind.SYNC, item("s", 20), 6)
     assert not q.push(Kind.SYNC, item("s2", 6), 7)  # bytes: 20 + 6 > 25
     assert q.depth(Kind.TX) == (2, 20)
     assert q.depth(Kind.SYNC) == (1, 20)
-    assert q.congested_since_ms == 5  # the first refusal
+    assert q.congested_since_ms == 7  # the first refusal of an urgent kind
 
 
 def test_congestion_clears_only_below_half() -> None:
     q = queues(msgs=4)
     for i in range(4):
-        q.push(Kind.TX, item(f"t{i}"), 0)
-    assert not q.push(Kind.TX, item("x"), 100)
+        q.push(Kind.CONSENSUS, item(f"c{i}"), 0)
+    assert not q.push(Kind.CONSENSUS, item("x"), 100)
     assert q.congested_since_ms == 100
     q.take_batch(1 + ITEM_OVERHEAD_BYTES)  # one left the queue: 3 of 4 is not below half
     assert q.congested_since_ms == 100
     q.take_batch(1 + ITEM_OVERHEAD_BYTES)  # 2 of 4: half, no longer over
+    assert q.congested_since_ms is None
+
+
+def test_a_full_transaction_queue_never_makes_a_peer_congested() -> None:
+    """A peer that reads votes but not every transaction is slow, not stuck."""
+    q = queues(msgs=2)
+    for i in range(10):
+        q.push(Kind.TX, item(f"t{i}"), i)
+    assert q.depth(Kind.TX) == (2, 20)
     assert q.congested_since_ms is None
 
 

@@ -361,3 +361,34 @@ async def test_a_busy_port_fails_start_cleanly(nets: Nets) -> None:
     with pytest.raises(OSError):
         await clash.start()
     assert a.stats().peers_connected == 0
+
+
+async def test_a_vote_overtakes_transactions_waiting_for_validation(nets: Nets) -> None:
+    """Reading a link only queues transactions; a separate task validates them in
+    slices. So a vote read after thousands of transactions is delivered at once."""
+    members = make_members(2)
+    (_, b), (_, rec_b) = await nets.cluster(members)
+    peer = b._peers[members[0].node.public_key]
+    flood = [tx(n) for n in range(1, 3001)]
+    for t in flood:  # as if one frame brought them all
+        b._receive_tx(peer, t.encode())
+    v = vote(members[0], 1)
+    b._receive_consensus(peer, encode_message(v))
+    assert rec_b.consensus == [(members[0].validator.public_key, v)]
+    assert rec_b.txs == []  # not one validated yet: the vote did not wait
+    await eventually(lambda: len(rec_b.txs) == len(flood), timeout_s=30)
+    assert [t for _, t in rec_b.txs] == flood  # none lost or reordered
+
+
+async def test_the_intake_queue_is_bounded_and_sheds_transactions(nets: Nets) -> None:
+    members = make_members(2)
+    limits = fast_limits(max_intake_txs=5)
+    b, _ = nets.make(dataclasses.replace(config_for(members, 1), limits=limits))
+    peer = b._peers[members[0].node.public_key]
+    for n in range(1, 9):
+        b._receive_tx(peer, tx(n).encode())
+    b._receive_tx(peer, tx(1).encode())  # already waiting: a duplicate
+    assert len(b._intake) == 5
+    drops = b.stats().drops
+    assert drops[("tx", "intake_full")] == 3
+    assert drops[("tx", "duplicate")] == 1
