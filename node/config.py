@@ -282,8 +282,14 @@ class P2PSection(Section):
     backoff_cap_ms: int = option(_PEER_LIMITS.backoff_cap_ms, IntSpec(1, _DAY_MS))
     backoff_reset_after_ms: int = option(_PEER_LIMITS.backoff_reset_after_ms, IntSpec(0, _DAY_MS))
     ban_seconds: int = option(_PEER_LIMITS.ban_seconds, IntSpec(0, 86_400 * 30))
+    socket_buffer_bytes: int = option(_PEER_LIMITS.socket_buffer_bytes, IntSpec(0, 64 * _MIB))
 
     def check(self) -> None:
+        if 0 < self.socket_buffer_bytes < 16 * 1024:
+            raise self.error(
+                "socket_buffer_bytes",
+                f"must be 0 (the kernel's autotuning) or >= 16384, got {self.socket_buffer_bytes}",
+            )
         if self.backoff_cap_ms < self.backoff_base_ms:
             raise self.error(
                 "backoff_cap_ms",
@@ -318,6 +324,7 @@ class P2PSection(Section):
             backoff_cap_ms=self.backoff_cap_ms,
             backoff_reset_after_ms=self.backoff_reset_after_ms,
             ban_seconds=self.ban_seconds,
+            socket_buffer_bytes=self.socket_buffer_bytes,
         )
 
 
