@@ -4,11 +4,21 @@ Reads pre-signed transactions (hex, one per line), sends transaction *i* at
 ``t0 + i / rate`` to node ``i mod n`` (``POST /v1/txs``, no waiting), whatever
 happened to earlier ones (open loop: a slow network does not slow the offered
 load). A websocket on ``/v1/events`` of one node records when each block
-commits. Writes a JSON summary: per-transaction send time, admission status
-and commit time; the harness computes the figures.
+commits. Writes a JSON summary: per-transaction send time, admission status,
+answer time and commit time; the harness computes the figures.
+
+With ``--senders N`` (one request per transaction only), each node gets N
+sender tasks that take its transactions from a FIFO queue, so a node sees its
+transactions in the order they were due, at most N in flight; the send time
+recorded is still when a transaction was due (time waiting in the queue counts
+as latency). Without it (the default), every transaction is its own task
+sharing 256 connections, which a saturated node serves out of order: a
+signer's later transaction can then commit before its earlier one is even
+admitted, and the earlier one is refused ``nonce_reused``, an artefact of one
+generator standing in for many sequential clients.
 
 Usage: python -m bench.loadgen --txs FILE --rate R --rpc URL [--rpc URL ...]
-       --events URL --out FILE [--drain S]
+       --events URL --out FILE [--drain S] [--batch-ms MS | --senders N]
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ async def _send(
     except (aiohttp.ClientError, TimeoutError) as exc:
         record["status"] = 0
         record["error"] = type(exc).__name__
+    record["answered"] = time.monotonic()
 
 
 async def _send_batch(
@@ -68,6 +79,17 @@ async def _send_batch(
     except (aiohttp.ClientError, TimeoutError) as exc:
         for record in records:
             record["status"], record["error"] = 0, type(exc).__name__
+    answered = time.monotonic()
+    for record in records:
+        record["answered"] = answered
+
+
+Job = tuple[str, bytes, dict[str, Any]]
+
+
+async def _sender(session: aiohttp.ClientSession, queue: asyncio.Queue[Job | None]) -> None:
+    while (job := await queue.get()) is not None:
+        await _send(session, *job)
 
 
 async def run(
@@ -79,16 +101,24 @@ async def run(
     events: str,
     drain_s: float,
     batch_ms: float = 0.0,
+    senders: int = 0,
 ) -> dict[str, Any]:
     commits: dict[str, float] = {}
     blocks: list[dict[str, Any]] = []
     watcher = asyncio.create_task(_events(events, commits, blocks))
     await asyncio.sleep(0.5)  # the subscription is live before the first send
     records: list[dict[str, Any]] = [{"hash": h} for h in hashes]
-    connector = aiohttp.TCPConnector(limit=256)
-    timeout = aiohttp.ClientTimeout(total=30)
+    ordered = senders > 0 and batch_ms <= 0
+    connector = aiohttp.TCPConnector(limit=max(256, senders * len(rpcs) if ordered else 0))
+    timeout = aiohttp.ClientTimeout(total=30)  # ordered: from when a sender takes it
     pending: set[asyncio.Task[None]] = set()
+    queues: list[asyncio.Queue[Job | None]] = [asyncio.Queue() for _ in rpcs]
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        workers = [
+            asyncio.create_task(_sender(session, queue))
+            for queue in (queues if ordered else [])
+            for _ in range(senders)
+        ]
         start = time.monotonic()
         if batch_ms > 0:  # every tick, each node gets the transactions now due, in one request
             i = 0
@@ -123,10 +153,18 @@ async def run(
             record["sent"] = time.monotonic()
             url = rpcs[i % len(rpcs)] + "/v1/txs"
             body = json.dumps({"tx": tx}).encode()
+            if ordered:
+                queues[i % len(rpcs)].put_nowait((url, body, record))
+                continue
             task = asyncio.create_task(_send(session, url, body, record))
             pending.add(task)
             task.add_done_callback(pending.discard)
         offered_s = time.monotonic() - start
+        for queue in queues if ordered else []:
+            for _ in range(senders):
+                queue.put_nowait(None)
+        if workers:
+            await asyncio.gather(*workers)
         if pending:
             await asyncio.wait(pending)
         deadline = time.monotonic() + drain_s
@@ -150,6 +188,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--drain", type=float, default=10.0)
     parser.add_argument("--batch-ms", type=float, default=0.0)
+    parser.add_argument("--senders", type=int, default=0)
     args = parser.parse_args()
     lines = [line.split() for line in args.txs.read_text().splitlines() if line]
     hashes, txs = [h for h, _ in lines], [t for _, t in lines]
@@ -162,6 +201,7 @@ def main() -> None:
             events=args.events,
             drain_s=args.drain,
             batch_ms=args.batch_ms,
+            senders=args.senders,
         )
     )
     args.out.write_text(json.dumps(result))

@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,12 @@ RESULTS: Final = Path(__file__).resolve().parent / "results"
 ROOT: Final = Path(__file__).resolve().parent.parent
 DATASET: Final = "bench-ct"
 RESEARCHERS: Final = 64
+#: Sender tasks per node in an overload run (``bench.loadgen --senders``): each node
+#: then gets its transactions in the order they were due. Unordered, a saturated node
+#: admits one signer's later transaction, and commits it, before the earlier one,
+#: which is then refused ``nonce_reused``: an artefact of one load generator standing
+#: in for many sequential clients, that would hide the mempool's own limits.
+OVERLOAD_SENDERS: Final = 64
 CLK_TCK: Final[int] = int(os.sysconf("SC_CLK_TCK"))
 #: Words of the access reasons, so payloads are text like a researcher's, not padding.
 _REASON_TEXT: Final = (
@@ -385,7 +392,9 @@ class RegisterWorkload(Workload):
         return txs
 
 
-def setup(net: Network, tmp: Path, payload: int, kind: str = ACCESS) -> Workload:
+def setup(
+    net: Network, tmp: Path, payload: int, kind: str = ACCESS, researchers: int = RESEARCHERS
+) -> Workload:
     """Register the dataset the load reads, and enrol the researchers who read it.
 
     ``kind`` is the load's transactions: ``access.log`` of that dataset, or
@@ -405,10 +414,10 @@ def setup(net: Network, tmp: Path, payload: int, kind: str = ACCESS) -> Workload
         max_tx_bytes=32 * 1024,
     ):
         client.submit(sign(admins[0], chain, "dataset.register", body, nonces))
-    researchers = [SigningKey.generate() for _ in range(RESEARCHERS)]
+    members = [SigningKey.generate() for _ in range(researchers)]
     last = None
     admin_nonces = [Nonces() for _ in admins]
-    for i, key in enumerate(researchers):
+    for i, key in enumerate(members):
         site = i % len(admins)
         body = {
             "member": key.public_key,
@@ -427,12 +436,12 @@ def setup(net: Network, tmp: Path, payload: int, kind: str = ACCESS) -> Workload
             raise SystemExit("setup transactions did not commit")
         time.sleep(0.2)
     time.sleep(1.0)  # every enrolment committed (they were admitted in order)
-    nonces_each = [Nonces() for _ in researchers]
+    nonces_each = [Nonces() for _ in members]
     if kind == REGISTER:
         return RegisterWorkload(
-            chain, researchers, payload, nonces_each, kind=REGISTER, summary=series.summary
+            chain, members, payload, nonces_each, kind=REGISTER, summary=series.summary
         )
-    return Workload(chain, researchers, payload, nonces_each)
+    return Workload(chain, members, payload, nonces_each)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -453,13 +462,14 @@ def measure(
     sample: Callable[[], None] | None = None,
     drain_s: float = 10.0,
     raw: list[dict[str, Any]] | None = None,
+    senders: int = 0,
 ) -> dict[str, Any]:
     """Offer ``rate`` tx/s for ``duration`` s through the load generator; the figures.
 
     ``sample`` is called about once a second while the load generator runs
     (``--overload`` samples RSS and mempools with it); the load generator's own
     output (per-transaction send, admission and commit times) is appended to
-    ``raw`` if given.
+    ``raw`` if given. ``senders``: see ``bench.loadgen --senders`` (0: its default).
     """
     net.settle()
     count = max(1, int(rate * duration))
@@ -486,6 +496,8 @@ def measure(
         f"{drain_s:g}",
         "--batch-ms",
         str(batch_ms),
+        "--senders",
+        str(senders),
     ]
     loadgen = subprocess.Popen(command, cwd=ROOT)
     try:
@@ -658,12 +670,13 @@ def fresh_network(
     *,
     kind: str = ACCESS,
     tune: Tune | None = None,
+    researchers: int = RESEARCHERS,
 ) -> Iterator[tuple[Network, Workload]]:
     """A new network, set up for the workload; every node is stopped on leaving."""
     net = Network(tmp / name, validators, _free_base(), tune=tune)
     try:
         net.start()
-        yield net, setup(net, tmp / f"{name}-setup", payload, kind)
+        yield net, setup(net, tmp / f"{name}-setup", payload, kind, researchers)
     finally:
         net.stop()
 
@@ -686,6 +699,8 @@ def run_points(
     batch_ms: float = 0.0,
     kind: str = ACCESS,
     label: str = "",
+    researchers: int = RESEARCHERS,
+    senders: int = 0,
 ) -> dict[str, Any]:
     """Measure ``rates`` (a sweep stops at the first rate the network does not keep
     up with), then, if sweeping, ``fractions`` of the saturation on another fresh
@@ -700,10 +715,12 @@ def run_points(
     prefix = f"{label}: " if label else ""
     for rep in range(repeats):
         run = f" [run {rep + 1}/{repeats}]" if repeats > 1 else ""
-        with fresh_network(tmp, f"net{rep}", validators, payload, kind=kind) as (net, work):
+        with fresh_network(
+            tmp, f"net{rep}", validators, payload, kind=kind, researchers=researchers
+        ) as (net, work):
             best = 0.0
             for rate in rates:
-                row = measure(net, work, rate, duration, tmp, batch_ms=batch_ms)
+                row = measure(net, work, rate, duration, tmp, batch_ms=batch_ms, senders=senders)
                 by_rate.setdefault(rate, []).append(row)
                 best = max(best, row["committed_tx_s"])
                 print(f"{prefix}{_row(row)}{run}", flush=True)
@@ -720,10 +737,18 @@ def run_points(
         by_fraction: dict[float, list[dict[str, Any]]] = {}
         for rep in range(repeats):
             run = f" [run {rep + 1}/{repeats}]" if repeats > 1 else ""
-            with fresh_network(tmp, f"fresh{rep}", validators, payload, kind=kind) as (net, work):
+            with fresh_network(
+                tmp, f"fresh{rep}", validators, payload, kind=kind, researchers=researchers
+            ) as (net, work):
                 for fraction in fractions:
                     row = measure(
-                        net, work, saturation * fraction, duration, tmp, batch_ms=batch_ms
+                        net,
+                        work,
+                        saturation * fraction,
+                        duration,
+                        tmp,
+                        batch_ms=batch_ms,
+                        senders=senders,
                     )
                     row["fraction_of_saturation"] = fraction
                     by_fraction.setdefault(fraction, []).append(row)
@@ -781,47 +806,63 @@ def overload(
     tmp: Path,
     batch_ms: float = 0.0,
     kind: str = ACCESS,
+    researchers: int = RESEARCHERS,
+    senders: int = OVERLOAD_SENDERS,
 ) -> dict[str, Any]:
     """Offer ``rate`` tx/s (well above saturation) for ``duration`` s to a fresh
     network and sample every node's RSS and mempool each second."""
     samples: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
-    with fresh_network(tmp, "overload", validators, payload, kind=kind) as (net, work):
+    with fresh_network(
+        tmp, "overload", validators, payload, kind=kind, researchers=researchers
+    ) as (net, work):
         limits = [
             load_config(net.node_home(i) / CONFIG_FILE_NAME).mempool for i in range(validators)
         ]
         quick = [RpcClient(net.rpc(i), timeout_s=1.0) for i in range(validators)]
+        pool = ThreadPoolExecutor(max_workers=validators)  # the nodes are asked at once
+
+        def status(client: RpcClient) -> dict[str, Any] | None:
+            try:
+                answer: dict[str, Any] = client.status()
+            except Exception:  # a node too busy to answer within 1 s
+                return None
+            return answer
 
         def sample() -> None:
             at = time.monotonic()
-            mempool: list[int | None] = []
-            height: int | None = None
-            for i, client in enumerate(quick):
-                try:
-                    status = client.status()
-                except Exception:  # a node too busy to answer within 1 s
-                    mempool.append(None)
-                    continue
-                mempool.append(int(status["mempool_txs"]))
-                if i == 0:
-                    height = int(status["height"])
+            rss = [round(rss_mb(p.pid), 1) for p in net.processes]
+            statuses = list(pool.map(status, quick))
             samples.append(
                 {
                     "at": at,
-                    "rss_mb": [round(rss_mb(p.pid), 1) for p in net.processes],
-                    "mempool_txs": mempool,
-                    "height": height,
+                    "rss_mb": rss,
+                    "mempool_txs": [None if s is None else int(s["mempool_txs"]) for s in statuses],
+                    "height": None if statuses[0] is None else int(statuses[0]["height"]),
                 }
             )
 
-        row = measure(net, work, rate, duration, tmp, batch_ms=batch_ms, sample=sample, raw=raw)
+        try:
+            row = measure(
+                net,
+                work,
+                rate,
+                duration,
+                tmp,
+                batch_ms=batch_ms,
+                sample=sample,
+                raw=raw,
+                senders=senders,
+            )
+        finally:
+            pool.shutdown()
     load = raw[0]
     start, span = load["start"], load["offered_s"]
     per_second: dict[int, dict[str, int]] = {}
     for record in load["records"]:
-        if "sent" not in record:
+        if "answered" not in record:
             continue
-        bucket = per_second.setdefault(int(record["sent"] - start), {})
+        bucket = per_second.setdefault(int(record["answered"] - start), {})
         outcome = "admitted" if record.get("status") == 202 else "refused"
         bucket[outcome] = bucket.get(outcome, 0) + 1
     for block in load["blocks"]:
@@ -860,6 +901,8 @@ def overload(
         "payload": payload,
         "offered_tx_s": rate,
         "duration_s": duration,
+        "signers": researchers,
+        "senders_per_node": senders,
         "batch_ms": batch_ms,
         "sent_tx_s": row["sent"] / max(span, 1e-9),
         "row": row,
@@ -959,6 +1002,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="run the nodes compiled with mypyc (native, as a site installs them for speed; "
         "built in .native/ from the working tree) or interpreted",
     )
+    parser.add_argument("--researchers", type=int, default=RESEARCHERS, help="signers of the load")
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=None,
+        help="sender tasks per node, each node's transactions in order (see bench.loadgen; "
+        f"default: unordered, --overload {OVERLOAD_SENDERS})",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -977,6 +1028,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 tmp=Path(tmp_name),
                 batch_ms=args.batch_ms,
                 kind=args.kind,
+                researchers=args.researchers,
+                senders=OVERLOAD_SENDERS if args.senders is None else args.senders,
             )
         _print_overload(result)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -998,6 +1051,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             repeats=args.repeats,
             batch_ms=args.batch_ms,
             kind=args.kind,
+            researchers=args.researchers,
+            senders=args.senders or 0,
         )
         peer = (
             None
