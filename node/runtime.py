@@ -234,6 +234,13 @@ class NodeRuntime:
             view = self.replica.snapshot().view
             if view != self._last_view:
                 self.metrics.view_changes.inc()
+                log.warning(
+                    "view %d -> %d at height %d (primary now validator %s)",
+                    self._last_view,
+                    view,
+                    self.store.latest_height() + 1,
+                    self.replica.config.primary(view).hex()[:16],
+                )
                 self._last_view = view
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
