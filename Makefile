@@ -43,7 +43,8 @@ NATIVE_TESTS := tests/test_native.py tests/test_codec.py tests/test_types.py \
 	tests/test_record_fuzz.py tests/test_schema_fast.py tests/test_receipt.py \
 	tests/test_receipt_fuzz.py tests/test_protocol_vectors.py tests/registry tests/storage \
 	tests/consensus tests/node/test_mempool.py tests/node/test_rpc_registry.py \
-	tests/node/test_registry_state_root.py tests/node/test_relay.py
+	tests/node/test_registry_state_root.py tests/node/test_relay.py tests/test_merkle.py \
+	tests/p2p tests/node/test_rpc.py
 test-native: $(STAMP)
 	$(BIN)/python -m bench.native --with-tests --dest .native/tests
 	cd .native/tests && RADLEDGER_EXPECT_NATIVE=1 ../../$(BIN)/python -m pytest -q -p no:cacheprovider $(NATIVE_TESTS)
