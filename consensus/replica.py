@@ -201,6 +201,11 @@ class Replica:
                 assert_never(event)
         return out
 
+    @property
+    def view(self) -> int:
+        """The current view (cheap: the node reads it after every input)."""
+        return self._view
+
     def snapshot(self) -> ReplicaSnapshot:
         r = self._round
         proposal = r.proposals.get(self._view)

@@ -231,7 +231,7 @@ class NodeRuntime:
                 log.critical("stopping consensus: %s", exc)
                 self._stopped.set()
                 return
-            view = self.replica.snapshot().view
+            view = self.replica.view
             if view != self._last_view:
                 self.metrics.view_changes.inc()
                 log.warning(

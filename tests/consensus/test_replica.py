@@ -280,6 +280,7 @@ def test_primary_crash_leads_to_a_view_change_and_progress() -> None:
     live = [cluster.nodes[i] for i in (1, 2, 3)]
     assert all(node.store.latest_height() >= 5 for node in live)
     assert all(node.replica.snapshot().view >= 1 for node in live)
+    assert all(node.replica.view == node.replica.snapshot().view for node in cluster.nodes)
     assert len({node.store.block_hash(5) for node in live}) == 1
 
 
@@ -541,3 +542,4 @@ def test_wait_for_work_arms_the_timer_for_a_proposal_in_flight() -> None:
 def test_without_wait_for_work_every_height_is_timed() -> None:
     eager = Replica(config(1))
     assert len(_progress_timers(eager.step(Start(None, None), 2_000))) == 1
+
