@@ -170,7 +170,9 @@ class Mempool:
         before = len(self._txs)
         for tx in committed:
             self._remove(tx.hash)
-        for signer in list(self._by_signer):
+        # Only a signer with a transaction in the block has a new committed nonce, so
+        # only its pending transactions can have gone stale.
+        for signer in {tx.signer for tx in committed} & self._by_signer.keys():
             last = committed_nonce(self._state, signer)
             for nonce, tx_hash in list(self._by_signer.get(signer, {}).items()):
                 if nonce <= last:

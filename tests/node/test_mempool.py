@@ -113,8 +113,8 @@ def test_reap_orders_each_signer_by_nonce_and_commit_evicts_stale() -> None:
     reaped = pool.reap(max_txs=10, max_bytes=1 << 20)
     assert [t.nonce for t in reaped] == [1, 2, 3]
     assert len(pool.reap(max_txs=2, max_bytes=1 << 20)) == 2
-    state.commit([tx(a, 2)])  # committed elsewhere: 1 and 2 are now stale
-    evicted = pool.on_commit([])
+    state.commit([tx(a, 2)])  # a block with nonce 2: it leaves, and 1 is now stale
+    evicted = pool.on_commit([tx(a, 2)])
     assert evicted == 2
     assert [t.nonce for t in pool.reap(10, 1 << 20)] == [3]
     with pytest.raises(Rejected, match="nonce_reused"):
