@@ -145,15 +145,29 @@ class Mempool:
                 del self._by_signer[tx.signer]
 
     def reap(self, max_txs: int, max_bytes: int) -> list[Tx]:
-        """Transactions for a block, each signer's in ascending nonce order."""
+        """Transactions for a block: first admitted, first proposed, each signer's in
+        ascending nonce order.
+
+        Taking a signer's transaction takes its lower pending nonces with it (they
+        must go first, or a later one would make them stale). Admission order, not
+        key order, decides who waits when the pool holds more than a block, so no
+        site's keys are starved under load.
+        """
         chosen: list[Tx] = []
+        order: dict[bytes, tuple[list[int], int]] = {}  # signer -> (sorted nonces, next)
         total = 0
-        for tx in sorted(self._txs.values(), key=lambda t: (t.signer, t.nonce)):
-            size = self._sizes[tx.hash]
-            if len(chosen) >= max_txs or total + size > max_bytes:
-                break
-            chosen.append(tx)
-            total += size
+        for tx in self._txs.values():
+            pending = self._by_signer[tx.signer]
+            nonces, at = order.get(tx.signer) or (sorted(pending), 0)
+            while at < len(nonces) and nonces[at] <= tx.nonce:  # this one and the lower ones
+                tx_hash = pending[nonces[at]]
+                size = self._sizes[tx_hash]
+                if len(chosen) >= max_txs or total + size > max_bytes:
+                    return chosen  # the block is full
+                chosen.append(self._txs[tx_hash])
+                total += size
+                at += 1
+            order[tx.signer] = (nonces, at)
         return chosen
 
     def admitted_at(self, tx_hash: bytes) -> float | None:

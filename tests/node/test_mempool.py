@@ -6,6 +6,8 @@ import dataclasses
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.keys import SigningKey
 from ledger.types import Tx
@@ -168,3 +170,42 @@ def test_a_gossiped_transaction_gets_the_envelope_checks_only() -> None:
     unknown = dataclasses.replace(tx(admin_key(2), 1, kind="nope"))
     with pytest.raises(Rejected, match="unknown_kind"):
         pool.add(unknown, from_peer=True)
+
+
+_admissions = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(1, 12)),
+    min_size=1,
+    max_size=40,
+    unique=True,
+)
+
+
+@given(_admissions, st.integers(1, 45))
+@settings(max_examples=150, deadline=None)
+def test_reap_is_first_admitted_first_proposed_and_keeps_each_signers_order(
+    admitted: list[tuple[int, int]], max_txs: int
+) -> None:
+    """Who waits when a block is full depends on admission order, never on keys; a
+    signer's transaction takes its lower pending nonces with it, in order."""
+    pool = pool_for(State())
+    order = [tx(admin_key(site), nonce) for site, nonce in admitted]
+    for t in order:
+        pool.add(t)
+    reaped = pool.reap(max_txs, 1 << 20)
+    chosen = {t.hash for t in reaped}
+    assert len(reaped) == min(max_txs, len(order))
+    for site in range(4):
+        signer = admin_key(site).public_key
+        nonces = [t.nonce for t in reaped if t.signer == signer]
+        assert nonces == sorted(nonces)  # each signer's in nonce order
+        pending = sorted(t.nonce for t in order if t.signer == signer)
+        assert nonces == pending[: len(nonces)]  # no lower nonce left behind
+    # Every transaction admitted before the first one left out is in, and one
+    # admitted after it is in only as a lower nonce of an earlier admission.
+    missing = [i for i, t in enumerate(order) if t.hash not in chosen]
+    if missing:
+        first = missing[0]
+        assert all(t.hash in chosen for t in order[:first])
+        for t in order[first + 1 :]:
+            if t.hash in chosen:
+                assert any(e.signer == t.signer and e.nonce > t.nonce for e in order[: first + 1])
