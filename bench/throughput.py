@@ -613,7 +613,9 @@ def machine() -> dict[str, Any]:
 def _row(r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
     cpu = "/".join(f"{c:.2f}" for c in r["cpu_ms_per_tx_per_node"])
-    refused = f" refused {r['refused']}" if r["refused"] else ""
+    # medians over repeats are floats; a code whose (median) count is 0 is left out
+    codes = {k: int(v) if float(v).is_integer() else v for k, v in r["refused"].items() if v}
+    refused = f" refused {codes}" if codes else ""
     line = (
         f"  offered {r['offered_tx_s']:7.0f}  committed {r['committed_tx_s']:7.0f} tx/s  "
         f"p50 {lat['p50']:6.0f}  p90 {lat['p90']:6.0f}  p99 {lat['p99']:6.0f} ms  "
