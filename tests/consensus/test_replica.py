@@ -542,4 +542,3 @@ def test_wait_for_work_arms_the_timer_for_a_proposal_in_flight() -> None:
 def test_without_wait_for_work_every_height_is_timed() -> None:
     eager = Replica(config(1))
     assert len(_progress_timers(eager.step(Start(None, None), 2_000))) == 1
-
