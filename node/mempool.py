@@ -24,7 +24,7 @@ from typing import Final
 from ledger.types import Tx
 from node.app import StateReader, TxRejection, committed_nonce
 
-_VERIFIED_CACHE_ENTRIES: Final = 100_000
+_VERIFIED_CACHE_ENTRIES: Final = 32_768  # a few blocks beyond a full pool
 
 
 @dataclass(frozen=True, slots=True)

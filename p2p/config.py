@@ -90,10 +90,12 @@ def consensus_limits(max_payload_bytes: int) -> KindLimits:
 
 
 def tx_limits(max_payload_bytes: int) -> KindLimits:
+    """Gossip is best effort: a transaction queued for seconds is stale (it travels
+    in a block by then), so the queue holds about two seconds' worth, not more."""
     return KindLimits(
         max_payload_bytes=max_payload_bytes,
-        max_queue_msgs=10_000,
-        max_queue_bytes=max(16 * MIB, max_payload_bytes),
+        max_queue_msgs=2_048,
+        max_queue_bytes=max(4 * MIB, max_payload_bytes),
         rate_msgs_per_s=5000.0,
         burst_msgs=10_000,
         rate_bytes_per_s=float(16 * MIB),

@@ -8,7 +8,7 @@ pieces; the tests drive them directly.
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -223,7 +223,9 @@ class BoundedSet:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
-        self._items: dict[bytes, None] = {}
+        # OrderedDict: forgetting the oldest is O(1) (a plain dict's first key is
+        # found by skipping the holes that earlier deletions left at its front).
+        self._items: OrderedDict[bytes, None] = OrderedDict()
 
     def add(self, key: bytes) -> bool:
         """Remember ``key``; True if it was not there yet."""
@@ -231,7 +233,7 @@ class BoundedSet:
             return False
         self._items[key] = None
         if len(self._items) > self._capacity:
-            del self._items[next(iter(self._items))]
+            self._items.popitem(last=False)
         return True
 
     def __contains__(self, key: object) -> bool:
