@@ -123,6 +123,8 @@ class _Round:
     sent_prepare: set[int] = field(default_factory=set)  # views in which we sent PREPARE
     sent_commit: set[int] = field(default_factory=set)  # views in which we sent COMMIT
     awaiting_proposal: bool = False  # the primary asked the node for a block
+    #: Phases (PREPARE sent, prepared) that restarted this height's progress timer.
+    extended: set[tuple[int, int]] = field(default_factory=set)
 
 
 class Replica:
@@ -331,6 +333,22 @@ class Replica:
         if self._progress_armed or self._in_vc:
             return
         self._progress_armed = True
+        self._set_timer(TimerKind.PROGRESS, self._timeout_ms(), out)
+
+    def _extend_progress(self, view: int, phase: int, out: list[Effect]) -> None:
+        """The height just made progress the primary alone cannot fake: restart its timer.
+
+        A valid proposal (we PREPARE) and a prepared certificate (we COMMIT) each
+        restart the progress timer once per view, so a height that advances slowly
+        under load (votes queued behind work) is not abandoned for a view change that
+        would only start it over with another, equally loaded, primary. A primary
+        that stalls can delay a height by at most three timeouts (no proposal; then
+        only the backups' votes are missing, which no primary controls).
+        """
+        r = self._round
+        if (view, phase) in r.extended or self._in_vc or not self._progress_armed:
+            return
+        r.extended.add((view, phase))
         self._set_timer(TimerKind.PROGRESS, self._timeout_ms(), out)
 
     def _enter_height(self, out: list[Effect]) -> None:
@@ -633,6 +651,7 @@ class Replica:
             if view not in r.sent_prepare:
                 r.sent_prepare.add(view)
                 self._cast(VoteKind.PREPARE, view, block_hash, r.prepares, out)
+                self._extend_progress(view, PHASE_PREPARE, out)
         else:
             return
         # Prepared: save the certificate durably, then COMMIT.
@@ -648,6 +667,7 @@ class Replica:
             out.append(PersistPrepared(certificate, block))  # durable before the COMMIT
         r.sent_commit.add(view)
         self._cast(VoteKind.COMMIT, view, block_hash, r.commits, out)
+        self._extend_progress(view, PHASE_COMMIT, out)
         self._advance(out)
 
     def _cast(

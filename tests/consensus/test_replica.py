@@ -542,3 +542,38 @@ def test_wait_for_work_arms_the_timer_for_a_proposal_in_flight() -> None:
 def test_without_wait_for_work_every_height_is_timed() -> None:
     eager = Replica(config(1))
     assert len(_progress_timers(eager.step(Start(None, None), 2_000))) == 1
+
+
+def _deliver_except_commits(cluster: Cluster) -> int:
+    """Deliver every queued event but COMMIT votes (they are dropped); how many dropped."""
+    dropped = 0
+    while cluster.queue:
+        to, _, event = cluster.queue.popleft()
+        message = getattr(event, "message", None)
+        if isinstance(message, Vote) and message.kind is VoteKind.COMMIT:
+            dropped += 1
+            continue
+        if to not in cluster.down:
+            cluster.apply(to, event)
+    return dropped
+
+
+def test_a_height_that_progresses_restarts_its_timer_once_per_phase() -> None:
+    """A valid proposal and a prepared certificate each restart the progress timer
+    once: a height advancing slowly under load is not abandoned for a view change,
+    yet a height stuck after preparing still changes view within a bounded time."""
+    cluster = Cluster()
+    cluster.start()
+    cluster.run(until_height=1)
+    started = cluster.now  # height 2 is under way (its proposal is queued)
+    cluster.fire_timers(700)  # 700 of the 1,000 ms pass before the votes get through
+    assert _deliver_except_commits(cluster) > 0
+    for node in cluster.nodes:
+        _, deadline = node.timers[TimerKind.PROGRESS]
+        assert deadline == cluster.now + 1_000  # restarted when it prepared
+        assert not node.replica.snapshot().in_view_change
+    cluster.fire_timers(400)  # past the first deadline: no view change yet
+    assert not any(node.replica.snapshot().in_view_change for node in cluster.nodes)
+    cluster.fire_timers(700)  # past the restarted one: commits never came, views change
+    assert all(node.replica.snapshot().in_view_change for node in cluster.nodes)
+    assert cluster.now - started <= 3 * 1_000
