@@ -168,7 +168,8 @@ class NodeRuntime:
         self._me = validator_key.public_key
         self._queue: asyncio.Queue[Input] = asyncio.Queue()
         self._timers: dict[TimerKind, asyncio.TimerHandle] = {}
-        self._writes: dict[bytes, app.Writes] = {}
+        #: block hash -> (height, write set) of executed blocks not committed yet
+        self._writes: dict[bytes, tuple[int, app.Writes]] = {}
         self._evidence: dict[bytes, DuplicateVoteEvidence] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._commit_waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
@@ -347,13 +348,20 @@ class NodeRuntime:
             txs=txs,
             evidence=evidence,
         )
-        self._remember_writes(block.hash, writes)
+        self._remember_writes(block.hash, block.height, writes)
         self.submit(ProposalReady(block))
 
-    def _remember_writes(self, block_hash: bytes, writes: app.Writes) -> None:
-        self._writes[block_hash] = writes
+    def _remember_writes(self, block_hash: bytes, height: int, writes: app.Writes) -> None:
+        self._writes[block_hash] = (height, writes)
         while len(self._writes) > MAX_CACHED_WRITE_SETS:
             self._writes.pop(next(iter(self._writes)))
+
+    def _forget_writes_through(self, height: int) -> None:
+        """Drop the write sets of blocks at ``height`` or below: other proposals for a
+        committed height (views that changed) can never commit, and a block's write set
+        can be megabytes."""
+        for stale in [h for h, (at, _) in self._writes.items() if at <= height]:
+            del self._writes[stale]
 
     def _validate(self, block: Block) -> BlockValidated:
         """Execute-then-agree: re-execute and compare with the header."""
@@ -373,11 +381,13 @@ class NodeRuntime:
             return BlockValidated(block.hash, False, bad.message)
         if self.store.prospective_root(writes) != block.header.state_root:
             return BlockValidated(block.hash, False, "state root differs from execution")
-        self._remember_writes(block.hash, writes)
+        self._remember_writes(block.hash, block.height, writes)
         return BlockValidated(block.hash, True)
 
     def _commit(self, block: Block, cert: CommitCertificate) -> None:
-        writes = self._writes.pop(block.hash, None)
+        cached = self._writes.pop(block.hash, None)
+        self._forget_writes_through(block.height)
+        writes = None if cached is None else cached[1]
         synced = writes is None
         if writes is None:  # a block learnt through catch-up: execute it now
             writes, outcome = self.registry.execute(

@@ -129,3 +129,14 @@ def test_a_relay_delay_of_zero_relays_everything_at_once(tmp_path: Path) -> None
         assert network.calls == [(tx.hash, origin, True)]
     finally:
         store.close()
+
+
+def test_write_sets_of_committed_heights_are_forgotten(node: Node) -> None:
+    """Proposals of views that changed leave executed write sets behind; once their
+    height is committed they can never be used, so they must not pile up."""
+    runtime = node.runtime
+    runtime._remember_writes(b"a" * 32, 5, {b"k": b"v"})
+    runtime._remember_writes(b"b" * 32, 5, {b"k": b"w"})
+    runtime._remember_writes(b"c" * 32, 6, {b"k": b"x"})
+    runtime._forget_writes_through(5)
+    assert list(runtime._writes) == [b"c" * 32]
