@@ -1,4 +1,4 @@
-"""The relay rule: what a node passes on, to whom, and when.
+"""The runtime's relay rule (what a node passes on, to whom, when) and its bounded caches.
 
 A client's transaction goes to every peer at once. One that arrived from
 another validator's node (which sent it to every validator itself) goes on at
