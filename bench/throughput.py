@@ -88,6 +88,11 @@ RESEARCHERS: Final = 64
 #: which is then refused ``nonce_reused``: an artefact of one load generator standing
 #: in for many sequential clients, that would hide the mempool's own limits.
 OVERLOAD_SENDERS: Final = 64
+#: Sender tasks per node otherwise: each node's transactions arrive in order, as from
+#: clients that submit their own transactions one after another (unordered, a
+#: saturated node admits a signer's later transaction first and refuses the earlier
+#: one as nonce_reused, which measures the load generator, not the node).
+SENDERS: Final = 16
 CLK_TCK: Final[int] = int(os.sysconf("SC_CLK_TCK"))
 #: Words of the access reasons, so payloads are text like a researcher's, not padding.
 _REASON_TEXT: Final = (
@@ -465,7 +470,7 @@ def measure(
     sample: Callable[[], None] | None = None,
     drain_s: float = 10.0,
     raw: list[dict[str, Any]] | None = None,
-    senders: int = 0,
+    senders: int = SENDERS,
 ) -> dict[str, Any]:
     """Offer ``rate`` tx/s for ``duration`` s through the load generator; the figures.
 
@@ -705,7 +710,7 @@ def run_points(
     kind: str = ACCESS,
     label: str = "",
     researchers: int = RESEARCHERS,
-    senders: int = 0,
+    senders: int = SENDERS,
 ) -> dict[str, Any]:
     """Measure ``rates`` (a sweep stops at the first rate the network does not keep
     up with), then, if sweeping, ``fractions`` of the saturation on another fresh
@@ -1024,7 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         default=None,
         help="sender tasks per node, each node's transactions in order (see bench.loadgen; "
-        f"default: unordered, --overload {OVERLOAD_SENDERS})",
+        f"default {SENDERS}, --overload {OVERLOAD_SENDERS}; 0: unordered)",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -1068,7 +1073,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             batch_ms=args.batch_ms,
             kind=args.kind,
             researchers=args.researchers,
-            senders=args.senders or 0,
+            senders=SENDERS if args.senders is None else args.senders,
         )
         peer = (
             None
