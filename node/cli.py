@@ -8,10 +8,7 @@ a bug.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import click
@@ -19,7 +16,7 @@ import click
 from ledger.errors import GenesisError, KeyFileError
 from ledger.genesis import MIN_VALIDATORS, Genesis
 from ledger.keys import SigningKey, write_key_file
-from node import cli_imaging, cli_registry
+from node import cli_imaging, cli_registry, cli_status
 from node.daemon import StartupError, load_home, run_node, setup_logging
 from node.devnet import run_devnet
 from node.sim import run as run_seed
@@ -300,29 +297,7 @@ def devnet(validators: int, home: Path, base_port: int, story: bool) -> None:
     sys.exit(code)
 
 
-@cli.command()
-@click.option(
-    "--rpc", "rpc", default="http://127.0.0.1:26601", show_default=True, help="A node's RPC URL."
-)
-def status(rpc: str) -> None:
-    """Height, view, primary, peers, sync state and mempool of one node."""
-    if not rpc.startswith(("http://", "https://")):
-        raise click.ClickException(f"--rpc must be an http(s) URL, got {rpc!r}")
-    try:
-        with urllib.request.urlopen(f"{rpc.rstrip('/')}/v1/status", timeout=5) as response:  # noqa: S310
-            s = json.load(response)
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        raise click.ClickException(f"{rpc}: cannot read status: {exc}") from None
-    sync = f"catching up to {s['catching_up_to']}" if s["syncing"] else "in sync"
-    view = f"{s['view']} (view change under way)" if s["in_view_change"] else str(s["view"])
-    click.echo(f"chain    {s['chain_id']}")
-    click.echo(f"height   {s['height']}  ({s['latest_block_hash'] or '-'})")
-    click.echo(f"view     {view}, primary {s['primary'][:16]}")
-    click.echo(f"peers    {s['peers']}")
-    click.echo(f"sync     {sync}")
-    click.echo(f"mempool  {s['mempool_txs']} txs")
-
-
+cli.add_command(cli_status.status)
 cli.add_command(cli_imaging.fingerprint)
 cli.add_command(cli_imaging.gate)
 for _command in cli_registry.COMMANDS:

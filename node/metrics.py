@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -32,6 +39,26 @@ class Gauges:
     mempool_bytes: int
     peers: int
     validators_missing_votes: int
+    mempool_max_txs: int
+    mempool_max_bytes: int
+    validators: int
+    quorum: int
+    #: validators this node can count on for a quorum now: connected validator
+    #: peers, plus itself if it is a validator
+    reachable_validators: int
+    disk_free_bytes: int
+    disk_size_bytes: int
+    #: seconds between empty blocks when idle (0: no empty blocks, an idle chain stays still)
+    empty_block_interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorParticipation:
+    """One validator's part in consensus, as this node saw it since it started."""
+
+    name: str
+    missed_heights: int
+    last_vote_height: int
 
 
 class _PeerCollector(Collector):
@@ -102,15 +129,73 @@ class _StateCollector(Collector):
             "mempool_txs": ("Transactions in the mempool.", g.mempool_txs),
             "mempool_bytes": ("Bytes of transactions in the mempool.", g.mempool_bytes),
             "p2p_peers": ("Connected peers.", g.peers),
+            "mempool_max_txs": (
+                "The mempool's limit on transactions ([mempool] max_txs).",
+                g.mempool_max_txs,
+            ),
+            "mempool_max_bytes": (
+                "The mempool's limit on bytes ([mempool] max_bytes).",
+                g.mempool_max_bytes,
+            ),
+            "consensus_validators": ("Validators in the genesis (n).", g.validators),
+            "consensus_quorum": ("Votes a block needs (2f+1).", g.quorum),
+            "consensus_reachable_validators": (
+                "Validators this node can count on now: connected validator peers, "
+                "plus itself if it is one. Below the quorum, no block can commit.",
+                g.reachable_validators,
+            ),
+            "consensus_empty_block_interval_seconds": (
+                "Seconds between empty blocks on an idle network; 0 when this node creates "
+                "none ([consensus] create_empty_blocks = false), so its height stays still "
+                "while nothing is submitted.",
+                g.empty_block_interval_s,
+            ),
+            "storage_disk_free_bytes": (
+                "Bytes free to this process on the filesystem of the data directory.",
+                g.disk_free_bytes,
+            ),
+            "storage_disk_size_bytes": (
+                "Size of the filesystem holding the data directory.",
+                g.disk_size_bytes,
+            ),
         }
         for name, (doc, value) in values.items():
             yield GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, value=float(value))
+
+
+class _ParticipationCollector(Collector):
+    def __init__(self, read: Callable[[], list[ValidatorParticipation]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self._read()
+        missed = CounterMetricFamily(
+            f"{NAMESPACE}_consensus_missed_votes",
+            "Heights this node committed live with no vote or proposal from the validator "
+            "(settled when the next height commits).",
+            labels=["validator"],
+        )
+        last = GaugeMetricFamily(
+            f"{NAMESPACE}_consensus_validator_last_vote_height",
+            "Highest height the validator voted for, as seen here (0: none since start).",
+            labels=["validator"],
+        )
+        for row in rows:
+            missed.add_metric([row.name], row.missed_heights)
+            last.add_metric([row.name], row.last_vote_height)
+        yield missed
+        yield last
 
 
 class NodeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # The standard process_* (CPU, memory, open files), python_info and
+        # python_gc_* series, as every Prometheus client exports them.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.blocks_committed = Counter(
             "blocks_committed", "Blocks committed.", namespace=NAMESPACE, registry=r
         )
@@ -193,6 +278,12 @@ class NodeMetrics:
             buckets=(0, 1, 10, 100, 1000, 5000),
         )
 
-    def watch(self, read: Callable[[], Gauges], peers: Callable[[], NetworkStats]) -> None:
+    def watch(
+        self,
+        read: Callable[[], Gauges],
+        peers: Callable[[], NetworkStats],
+        participation: Callable[[], list[ValidatorParticipation]],
+    ) -> None:
         self.registry.register(_StateCollector(read))
         self.registry.register(_PeerCollector(peers))
+        self.registry.register(_ParticipationCollector(participation))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -49,11 +50,12 @@ from consensus.replica import Replica
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from ledger.keys import SigningKey
-from ledger.messages import BlockResponse, Message
-from ledger.types import Block, CommitCertificate, DuplicateVoteEvidence, Tx
+from ledger.messages import BlockResponse, Message, NewView, Proposal
+from ledger.types import Block, CommitCertificate, DuplicateVoteEvidence, Tx, Vote
 from node import app
 from node.mempool import Mempool, MempoolLimits, Rejected
-from node.metrics import Gauges, NodeMetrics
+from node.metrics import Gauges, NodeMetrics, ValidatorParticipation
+from node.participation import Participation
 from p2p import ConsensusMessage, PeerConfig, PeerInfo, PeerNetwork, SyncMessage
 from p2p.network import CONSENSUS_TYPES, SYNC_TYPES
 from storage import LevelDBStore, StorageError
@@ -145,9 +147,10 @@ class NodeRuntime:
         # Committed state's decoded records, shared by admission and execution
         # until the next commit (then replaced).
         self._view = self.registry.view(store.get)
+        self._mempool_limits = mempool_limits or MempoolLimits()
         self.mempool = Mempool(
             genesis.chain_id,
-            mempool_limits or MempoolLimits(),
+            self._mempool_limits,
             store.get,
             # A client's transaction is checked against every registry rule, so it
             # learns at once why it is refused; one gossiped by a validator that did
@@ -166,6 +169,7 @@ class NodeRuntime:
         self.fatal: FatalError | None = None
         self._validators = genesis.validator_keys
         self._me = validator_key.public_key
+        self._names = {v.validator_key: v.name for v in genesis.validators}
         self._queue: asyncio.Queue[Input] = asyncio.Queue()
         self._timers: dict[TimerKind, asyncio.TimerHandle] = {}
         #: block hash -> (height, write set) of executed blocks not committed yet
@@ -180,9 +184,11 @@ class NodeRuntime:
         self._subscribers: set[Subscription] = set()
         #: validator key -> (monotonic seconds, description) of its last consensus message
         self.last_seen: dict[bytes, tuple[float, str]] = {}
-        self.metrics.watch(
-            self._gauges, self.network.stats
-        )  # last: collecting reads the fields above
+        self.participation = Participation(
+            self._validators, self._me, committed=store.latest_height()
+        )
+        # last: collecting reads the fields above
+        self.metrics.watch(self._gauges, self.network.stats, self._participation)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -415,6 +421,7 @@ class NodeRuntime:
         )
         if synced:
             m.blocks_synced.inc()
+        self.participation.committed(block.height, live=not synced)
         m.rounds_per_height.observe(max(1, cert.view - self._height_view + 1))
         self._height_view = cert.view
         for tx in block.txs:
@@ -468,6 +475,8 @@ class NodeRuntime:
             if snap.proposal_hash is not None
             else set(self._validators)
         )
+        peers = self.network.connected_peers()
+        disk = shutil.disk_usage(self.store.path)
         return Gauges(
             height=self.store.latest_height(),
             view=snap.view,
@@ -475,9 +484,36 @@ class NodeRuntime:
             catching_up_to=snap.catching_up_to,
             mempool_txs=len(self.mempool),
             mempool_bytes=self.mempool.size_bytes,
-            peers=len(self.network.connected_peers()),
+            peers=len(peers),
             validators_missing_votes=len(set(self._validators) - voted),
+            mempool_max_txs=self._mempool_limits.max_txs,
+            mempool_max_bytes=self._mempool_limits.max_bytes,
+            validators=len(self._validators),
+            quorum=self.genesis.quorum,
+            reachable_validators=len(
+                {p.validator_key for p in peers if p.validator_key in self._validators}
+                | ({self._me} & set(self._validators))
+            ),
+            disk_free_bytes=disk.free,
+            disk_size_bytes=disk.total,
+            empty_block_interval_s=(
+                self.policy.empty_block_interval_ms / 1000
+                if self.policy.create_empty_blocks
+                else 0.0
+            ),
         )
+
+    def _participation(self) -> list[ValidatorParticipation]:
+        p = self.participation
+        # Not this node's own validator: its votes never come back to it, and the
+        # alert asks every *other* node whether a validator is silent.
+        return [
+            ValidatorParticipation(
+                self._names.get(key, key.hex()[:16]), p.missed[key], p.last_vote_height[key]
+            )
+            for key in p.validators
+            if key != self._me
+        ]
 
     # ------------------------------------------------------------------ clients
 
@@ -555,6 +591,14 @@ class _Handler:
         label = type(message).__name__ if kind is None else kind.name
         where = "" if height is None else f" h={height}" + ("" if view is None else f" v={view}")
         self._node.last_seen[sender] = (time.monotonic(), label + where)
+        participation = self._node.participation
+        match message:
+            case Vote():
+                participation.heard(message.validator, message.height)
+            case Proposal(vote=vote) | NewView(proposal=vote):
+                participation.heard(vote.validator, vote.height)
+            case _:
+                pass
         self._node.submit(MessageIn(sender, message))
 
     def on_tx(self, sender: bytes, tx: Tx) -> None:

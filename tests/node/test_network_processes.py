@@ -306,6 +306,27 @@ def test_bad_rpc_input_gets_documented_errors(network: Network) -> None:
     assert values["radledger_block_size_bytes_sum"] > 0
     assert values["radledger_p2p_peers"] == 3
     assert values["radledger_consensus_height"] >= before
+    # what the alert rules in configs/prometheus/alerts.yml compare against
+    assert values["radledger_consensus_validators"] == 4
+    assert values["radledger_consensus_quorum"] == 3
+    assert values["radledger_consensus_reachable_validators"] == 4
+    assert values["radledger_mempool_max_txs"] > 0
+    assert values["radledger_consensus_empty_block_interval_seconds"] == 1
+    assert (
+        0
+        < values["radledger_storage_disk_free_bytes"]
+        <= values["radledger_storage_disk_size_bytes"]
+    )
+    assert values["process_resident_memory_bytes"] > 0
+    assert values["process_cpu_seconds_total"] > 0
+    missed = {k: v for k, v in values.items() if k.startswith("radledger_consensus_missed_votes")}
+    last_vote = {
+        k: v
+        for k, v in values.items()
+        if k.startswith("radledger_consensus_validator_last_vote_height")
+    }
+    assert len(missed) == len(last_vote) == 3, (missed, last_vote)  # not node0's own
+    assert min(last_vote.values()) >= 1  # every validator has voted since this node started
 
 
 async def _read_events(url: str, count: int) -> list[dict[str, Any]]:
