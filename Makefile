@@ -19,11 +19,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(PKGS) tests bench
-	$(BIN)/ruff format --check $(PKGS) tests bench
+	$(BIN)/ruff check $(PKGS) tests bench configs
+	$(BIN)/ruff format --check $(PKGS) tests bench configs
 
 typecheck: $(STAMP)
-	$(BIN)/mypy $(PKGS) tests bench
+	$(BIN)/mypy $(PKGS) tests bench configs
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

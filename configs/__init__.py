@@ -1,0 +1,1 @@
+"""Example configuration; configs/grafana holds the dashboard generator."""
