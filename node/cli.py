@@ -16,7 +16,7 @@ import click
 from ledger.errors import GenesisError, KeyFileError
 from ledger.genesis import MIN_VALIDATORS, Genesis
 from ledger.keys import SigningKey, write_key_file
-from node import cli_imaging, cli_registry, cli_status
+from node import cli_genesis, cli_imaging, cli_registry, cli_status
 from node.daemon import StartupError, load_home, run_node, setup_logging
 from node.devnet import run_devnet
 from node.sim import run as run_seed
@@ -298,6 +298,7 @@ def devnet(validators: int, home: Path, base_port: int, story: bool) -> None:
 
 
 cli.add_command(cli_status.status)
+cli.add_command(cli_genesis.genesis)
 cli.add_command(cli_imaging.fingerprint)
 cli.add_command(cli_imaging.gate)
 for _command in cli_registry.COMMANDS:
