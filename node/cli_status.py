@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +20,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-DEFAULT_RPC = "http://127.0.0.1:26601"
+from node.client import DEFAULT_RPC, RpcClient, RpcError
+
 #: A node more than this many blocks below the highest one is shown as behind.
 BEHIND_BLOCKS = 3
 
@@ -37,11 +36,10 @@ class NodeView:
     error: str | None = None
 
 
-def _get(url: str, timeout_s: float) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http(s) only)
-        body = json.load(response)
+def _get(rpc: str, path: str, timeout_s: float) -> dict[str, Any]:
+    body = RpcClient(rpc, timeout_s=timeout_s).get(path)
     if not isinstance(body, dict):
-        raise ValueError("not a JSON object")
+        raise RpcError(0, "not_a_node", f"{rpc}{path} did not answer a JSON object")
     return body
 
 
@@ -53,11 +51,10 @@ def check_url(rpc: str) -> str:
 
 def fetch(rpc: str, timeout_s: float = 2.0) -> NodeView:
     try:
-        status = _get(f"{rpc}/v1/status", timeout_s)
-        consensus = _get(f"{rpc}/v1/consensus", timeout_s)
-    except (OSError, urllib.error.URLError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        return NodeView(rpc, error=str(reason))
+        status = _get(rpc, "/v1/status", timeout_s)
+        consensus = _get(rpc, "/v1/consensus", timeout_s)
+    except RpcError as exc:
+        return NodeView(rpc, error=exc.message)
     return NodeView(rpc, status, consensus)
 
 
@@ -66,9 +63,9 @@ def _names(views: list[NodeView], timeout_s: float = 2.0) -> dict[str, str]:
     for view in views:
         if view.error is None:
             try:
-                body = _get(f"{view.url}/v1/validators", timeout_s)
+                body = _get(view.url, "/v1/validators", timeout_s)
                 return {v["validator_key"]: v["name"] for v in body["validators"]}
-            except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError):
+            except (RpcError, KeyError, TypeError):
                 continue
     return {}
 
