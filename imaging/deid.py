@@ -42,6 +42,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from imaging import attributes
 from ledger.manifest import DEID_CODE_PATTERN, GATE_CHECKS
 
 CODE_BASIC: Final = "113100"
@@ -190,6 +191,9 @@ def check(ds: Dataset, policy: GatePolicy = GatePolicy()) -> GateResult:
 
 
 def _text(ds: Dataset, tag: int) -> str:
+    fast = attributes.ascii_value(ds, tag)
+    if fast is not None:
+        return fast.strip(" \x00")
     if tag not in ds:
         return ""
     try:

@@ -24,7 +24,7 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -44,6 +44,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from imaging import attributes
 from imaging.canonical import canonical_meta
 from imaging.errors import (
     ImagingError,
@@ -227,7 +228,7 @@ def _check_item_lengths(tag: int, value: bytes, little: bool) -> None:
 
 
 def sop_instance_uid(ds: Dataset) -> str:
-    uid = str(_get(ds, "SOPInstanceUID", "")).strip(" \x00")
+    uid = str(_get(ds, "SOPInstanceUID", "", attributes.text)).strip(" \x00")
     try:
         check_uid("SOP Instance UID", uid)
     except ValidationError as exc:
@@ -392,9 +393,12 @@ def _frames(
     for it, pydicom's decoder would only copy the same samples. Everything else
     (compressed, big endian, colour, 1-bit, float) goes through pydicom's decoders.
     """
-    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip()
+    photometric = str(attributes.text(ds, "PhotometricInterpretation", "") or "").strip()
     dtype = _NATIVE_DTYPES.get(
-        (int(ds.get("BitsAllocated") or 0), int(ds.get("PixelRepresentation") or 0))
+        (
+            _uint(ds, "BitsAllocated", 0),
+            _uint(ds, "PixelRepresentation", 0),
+        )
     )
     if (
         transfer_syntax in _NATIVE_LE_SYNTAXES
@@ -451,7 +455,7 @@ _NATIVE_LE: Final = np.little_endian
 
 
 def _uint(ds: Dataset, keyword: str, default: int | None = None) -> int:
-    value = _get(ds, keyword, default)
+    value = _get(ds, keyword, default, attributes.uint)
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -461,10 +465,13 @@ def _uint(ds: Dataset, keyword: str, default: int | None = None) -> int:
     return number
 
 
-def _get(ds: Dataset, keyword: str, default: Any = None) -> Any:
-    """``ds.get`` that turns a value pydicom cannot convert into a typed error."""
+def _get(
+    ds: Dataset, keyword: str, default: Any = None, read: Callable[..., Any] | None = None
+) -> Any:
+    """``ds.get`` (or ``read``, one of :mod:`imaging.attributes`' readers) that turns a
+    value pydicom cannot convert into a typed error."""
     try:
-        value = ds.get(keyword, default)
+        value = read(ds, keyword, default) if read else ds.get(keyword, default)
     except Exception as exc:
         raise MalformedError(f"{keyword} cannot be read: {describe(exc)}") from None
     return default if value is None or value == "" else value

@@ -19,7 +19,7 @@ from pydicom import uid as syntaxes
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
-from imaging import deid, jpeg2000
+from imaging import attributes, deid, jpeg2000
 from imaging.errors import ImagingError, MalformedError
 from imaging.fingerprint import (
     DEFAULT_MAX_PIXEL_BYTES,
@@ -220,7 +220,7 @@ def _encapsulated_frames(ds: Dataset) -> Iterator[bytes]:
 
 def _text(ds: Dataset, keyword: str) -> str:
     try:
-        value = ds.get(keyword)
+        value = attributes.text(ds, keyword)
     except Exception:
         return ""
     return "" if value is None else str(value).strip(" \x00")
