@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ledger.errors import GenesisError, KeyFileError
 from ledger.genesis import Genesis
@@ -63,6 +64,21 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_client_protocol_errors)
+
+
+def _client_protocol_errors(record: logging.LogRecord) -> bool:
+    """A client's malformed HTTP request (aiohttp answers it 400 itself) is logged as
+    one WARNING line naming the problem, not as an ERROR with a traceback that reads
+    like a fault of the node."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        first = str(error.message).strip().splitlines()[0] if error.message else ""
+        record.msg = "refused a malformed HTTP request (%d): %s"
+        record.args = (error.code, first)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,17 @@ class ApiError(Exception):
         super().__init__(message)
 
 
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body; 400 ``malformed_json`` for anything that is not UTF-8 JSON."""
+    raw = await request.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed_json", "body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not JSON: {exc.msg}") from None
+
+
 def _error(status: int, code: str, message: str, **detail: Any) -> web.Response:
     body = {"error": {"code": code, "message": message, "detail": detail}}
     return web.json_response(body, status=status)
@@ -152,7 +163,8 @@ class Rpc:
             return
         self.app.add_routes(
             [
-                web.get("/v1/txs/{hash}", self.get_tx),
+                # not "batch": that path is POST only, and a GET there is a 405, not a lookup
+                web.get(r"/v1/txs/{hash:(?!batch$)[^/]+}", self.get_tx),
                 web.get("/v1/blocks/latest", self.latest_block),
                 web.get("/v1/blocks/{height}", self.get_block),
                 web.get("/v1/status", self.status),
@@ -181,6 +193,8 @@ class Rpc:
             response = _error(413, "body_too_large", "request body exceeds the limit")
         except web.HTTPException as exc:
             response = _error(exc.status, "http_error", exc.reason)
+            if "Allow" in exc.headers:  # 405: which methods the path does take (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
         except Exception:
             log.exception("RPC %s %s failed", request.method, request.path)
             response = _error(500, "internal", "internal error; see the node's log")
@@ -190,10 +204,15 @@ class Rpc:
         return response
 
     async def submit_tx(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, "malformed_json", f"body is not JSON: {exc.msg}") from None
+        # The query first: a request refused for its query must not have admitted its tx.
+        wait = request.query.get("wait")
+        if wait not in (None, "commit"):
+            raise ApiError(400, "invalid_request", "wait must be 'commit' or absent")
+        text = request.query.get("timeout_ms", str(self.max_wait_ms))
+        if not (text.isascii() and text.isdigit()):
+            raise ApiError(400, "invalid_request", "timeout_ms must be a whole number")
+        timeout_ms = min(int(text), self.max_wait_ms)
+        body = await _json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("tx"), str):
             raise ApiError(
                 400, "invalid_request", 'body must be {"tx": "<hex of the canonical encoding>"}'
@@ -210,11 +229,7 @@ class Rpc:
             if exc.retry_after_s is not None:
                 response.headers["Retry-After"] = str(exc.retry_after_s)
             return response
-        if request.query.get("wait") == "commit":
-            text = request.query.get("timeout_ms", str(self.max_wait_ms))
-            if not (text.isascii() and text.isdigit()):
-                raise ApiError(400, "invalid_request", "timeout_ms must be a whole number")
-            timeout_ms = min(int(text), self.max_wait_ms)
+        if wait == "commit":
             location = await self.node.wait_for_commit(tx.hash, timeout_ms / 1000)
             if location is not None:
                 height, index = location
@@ -231,10 +246,7 @@ class Rpc:
         outcome. No waiting for commits: poll ``GET /v1/txs/{hash}`` or follow
         ``/v1/events``.
         """
-        try:
-            body = await request.json()
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, "malformed_json", f"body is not JSON: {exc.msg}") from None
+        body = await _json_body(request)
         items = body.get("txs") if isinstance(body, dict) else None
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ApiError(400, "invalid_request", 'body must be {"txs": ["<hex>", ...]}')
@@ -383,8 +395,8 @@ class Rpc:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Websocket stream of committed blocks; ``?from_height=H`` replays from H first."""
-        text = request.query.get("from_height", "")
-        if text and not ((text.isascii() and text.isdigit()) and int(text) >= 1):
+        text = request.query.get("from_height")
+        if text is not None and not ((text.isascii() and text.isdigit()) and int(text) >= 1):
             raise ApiError(400, "invalid_height", "from_height must be a positive integer")
         ws = web.WebSocketResponse(heartbeat=30)
         if not ws.can_prepare(request):
@@ -490,7 +502,11 @@ OPENAPI: Final[dict[str, Any]] = {
                         "in": "query",
                         "schema": {"type": "string", "enum": ["commit"]},
                     },
-                    {"name": "timeout_ms", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "timeout_ms",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
                 ],
                 requestBody={
                     "required": True,
@@ -559,7 +575,7 @@ OPENAPI: Final[dict[str, Any]] = {
                         "name": "height",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "integer"},
+                        "schema": {"type": "integer", "minimum": 0},
                     }
                 ],
             )
@@ -582,11 +598,27 @@ OPENAPI: Final[dict[str, Any]] = {
                     "426": "upgrade_required",
                     "429": "too_many_subscribers",
                 },
-                parameters=[{"name": "from_height", "in": "query", "schema": {"type": "integer"}}],
+                parameters=[
+                    {
+                        "name": "from_height",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                ],
             )
         },
         "/openapi.json": {"get": _op("This document", {"200": "OpenAPI 3.0"})},
-        "/metrics": {"get": _op("Prometheus metrics (text format)", {"200": "metrics"})},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format)",
+                "responses": {
+                    "200": {
+                        "description": "metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
     },
     "components": {
         "schemas": {

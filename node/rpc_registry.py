@@ -8,13 +8,15 @@ argument, ``not_found`` (404) for something the registry does not hold.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from ledger.manifest import UID_PATTERN
 from node.receipts import dataset_receipt
 from registry import queries
 from registry.errors import InvalidQuery, NotFound
+from registry.kinds import ID_PATTERN
 
 if TYPE_CHECKING:
     from node.runtime import NodeRuntime
@@ -160,6 +162,11 @@ class RegistryRoutes:
         return receipt.to_json()
 
 
+#: What the registry accepts as a dataset or trial id, and as a DICOM UID.
+_ID: Final = f"^{ID_PATTERN}$"
+_UID: Final = f"^{UID_PATTERN}$"
+
+
 def _path_param(name: str, pattern: str | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     if pattern is not None:
@@ -167,8 +174,15 @@ def _path_param(name: str, pattern: str | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def _query_param(name: str, required: bool = False, kind: str = "string") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": kind}}
+def _query_param(
+    name: str, required: bool = False, kind: str = "string", pattern: str | None = None
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if kind == "integer":
+        schema["minimum"] = 0
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
 def registry_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
@@ -181,19 +195,21 @@ def registry_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
                 "A dataset: owner, series with summaries and roots, versions, derivations, "
                 "access history, trials",
                 found,
-                parameters=[_path_param("id")],
+                parameters=[_path_param("id", _ID)],
             )
         },
         "/v1/datasets/{id}/series/{series}/leaves": {
             "get": op(
                 "The instance leaves of a series, in manifest order",
                 found,
-                parameters=[_path_param("id"), _path_param("series")],
+                parameters=[_path_param("id", _ID), _path_param("series", _UID)],
             )
         },
         "/v1/instances/{sop}": {
             "get": op(
-                "Where a SOP Instance UID is registered", found, parameters=[_path_param("sop")]
+                "Where a SOP Instance UID is registered",
+                found,
+                parameters=[_path_param("sop", _UID)],
             )
         },
         "/v1/grants/{grant}": {
@@ -206,7 +222,7 @@ def registry_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
                 parameters=[
                     _query_param("grantee_kind", True),
                     _query_param("grantee", True),
-                    _query_param("dataset", True),
+                    _query_param("dataset", True, pattern=_ID),
                     _query_param("height", kind="integer"),
                 ],
             )
@@ -218,13 +234,15 @@ def registry_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
                 found,
                 parameters=[
                     _query_param("grantee", True),
-                    _query_param("dataset", True),
+                    _query_param("dataset", True, pattern=_ID),
                     _query_param("project"),
                     _query_param("purpose"),
                 ],
             )
         },
-        "/v1/trials/{id}": {"get": op("A trial's timeline", found, parameters=[_path_param("id")])},
+        "/v1/trials/{id}": {
+            "get": op("A trial's timeline", found, parameters=[_path_param("id", _ID)])
+        },
         "/v1/members/{key}": {
             "get": op(
                 "A member's enrolment and every registry action it signed",
@@ -237,7 +255,7 @@ def registry_paths(op: Callable[..., dict[str, Any]]) -> dict[str, Any]:
                 "An offline-verifiable receipt for a dataset, or one instance of it "
                 "(docs/RECEIPTS.md)",
                 found,
-                parameters=[_path_param("id"), _query_param("instance")],
+                parameters=[_path_param("id", _ID), _query_param("instance", pattern=_UID)],
             )
         },
     }

@@ -135,6 +135,39 @@ async def test_errors_are_enveloped_never_tracebacks(node: NodeRuntime) -> None:
         assert events.status == 426
         bad = await client.get("/v1/events?from_height=zero")
         assert bad.status == 400
+        empty = await client.get("/v1/events?from_height=")
+        assert empty.status == 400
+    finally:
+        await client.close()
+
+
+async def test_what_the_openapi_fuzzer_found(node: NodeRuntime, admins: list[SigningKey]) -> None:
+    """Schemathesis's finds against a live node, each now a fixed, enveloped answer."""
+    client = await client_for(Rpc(node))
+    try:
+        # a body that is not UTF-8 was a 500 with a traceback in the log
+        for path in ("/v1/txs", "/v1/txs/batch"):
+            response = await client.post(path, data=b"\x93\xbe{")
+            assert response.status == 400
+            assert (await response.json())["error"]["code"] == "malformed_json"
+        # a 405 names the methods the path takes (RFC 9110)
+        wrong = await client.request("TRACE", "/v1/status")
+        assert wrong.status == 405
+        assert "GET" in wrong.headers["Allow"]
+        batch = await client.get("/v1/txs/batch")  # POST only; not a lookup of a hash
+        assert batch.status == 405
+        assert batch.headers["Allow"] == "POST"
+        assert (await client.get("/v1/txs/abc")).status == 400  # a lookup with bad hex
+        # a bad query is refused before the transaction is admitted
+        tx = enroll(admins[0], 0, 1)
+        body = json.dumps({"tx": tx.encode().hex()})
+        for query in ("wait=soon", "wait=commit&timeout_ms=-1"):
+            refused = await client.post(f"/v1/txs?{query}", data=body)
+            assert refused.status == 400, query
+            assert (await refused.json())["error"]["code"] == "invalid_request"
+        assert len(node.mempool) == 0
+        admitted = await client.post("/v1/txs", data=body)
+        assert admitted.status == 202
     finally:
         await client.close()
 
