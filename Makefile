@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PKGS   := ledger storage consensus p2p registry imaging node
 
-.PHONY: devnet test lint typecheck pytest test-native soak bench install clean
+.PHONY: devnet test lint typecheck pytest test-native soak faults bench install clean
 .PHONY: bench-net bench-scaling bench-sync bench-rpc bench-overload bench-quick
 
 $(BIN)/python:
@@ -52,6 +52,13 @@ test-native: $(STAMP)
 ## make soak: the long randomized tests: 20,000+ simulator seeds and a 200-kill loop on a real 4-process network (not run by make test).
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
+
+## make faults: the long fault-injection run on real processes (100 kill -9/restart cycles, 20 pauses beyond the view timeout, 50 partition/heal cycles in network namespaces, 200 fuzzed requests per RPC operation), with the history checker; figures appended to tests/faults/results/faults.jsonl (docs/RELIABILITY.md).
+faults: $(STAMP)
+	RADLEDGER_FAULT_CYCLES=100 RADLEDGER_PAUSE_CYCLES=20 RADLEDGER_PARTITION_CYCLES=50 \
+	RADLEDGER_FUZZ_EXAMPLES=200 \
+	RADLEDGER_FAULT_RESULTS=tests/faults/results/faults.jsonl \
+	$(BIN)/pytest -q -s -p no:cacheprovider tests/faults
 
 ## make bench: micro-benchmarks (codec, storage, consensus core, peer link, DICOM fingerprinting), the network throughput sweep beside a Raft peer, then scaling, block sync of 10,000 blocks, RPC reads and memory under 2 minutes of overload (about 20 minutes on 2 cores; results printed and saved under bench/results/; docs/PERFORMANCE.md says what each measures).
 bench: $(STAMP)
