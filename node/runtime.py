@@ -238,6 +238,14 @@ class NodeRuntime:
                 log.critical("stopping consensus: %s", exc)
                 self._stopped.set()
                 return
+            except Exception as exc:
+                # Anything else is a defect; the effects after it did not run, so
+                # going on could break the persist-before-send order. Halt visibly
+                # (health 503, exit status 1) instead of leaving a dead worker.
+                self.fatal = FatalError(f"internal error: {type(exc).__name__}: {exc}")
+                log.critical("stopping consensus: %s", self.fatal, exc_info=exc)
+                self._stopped.set()
+                return
             view = self.replica.view
             if view != self._last_view:
                 self.metrics.view_changes.inc()
@@ -265,7 +273,10 @@ class NodeRuntime:
                 except StorageError as exc:
                     raise FatalError(f"cannot persist a safety record: {exc}") from exc
             case PersistPrepared(certificate=cert, block=block):
-                self.store.safety.save_prepared(cert, block)
+                try:
+                    self.store.safety.save_prepared(cert, block)  # fsynced, like Persist
+                except StorageError as exc:
+                    raise FatalError(f"cannot persist a prepared certificate: {exc}") from exc
             case Broadcast(message=message):
                 self._broadcast(message)
             case Send(to=to, message=message):
@@ -296,7 +307,10 @@ class NodeRuntime:
             case StableCheckpoint(height=height):
                 log.info("stable checkpoint at height %d", height)
             case PruneSafety(below_height=below):
-                self.store.safety.prune_below(below)
+                try:
+                    self.store.safety.prune_below(below)
+                except StorageError as exc:
+                    raise FatalError(f"cannot prune the safety record: {exc}") from exc
             case _:
                 assert_never(effect)
 
