@@ -53,9 +53,10 @@ test-native: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## make faults: the long fault-injection run on real processes (100 kill -9/restart cycles, 20 pauses beyond the view timeout, 50 partition/heal cycles in network namespaces, 200 fuzzed requests per RPC operation), with the history checker; figures appended to tests/faults/results/faults.jsonl (docs/RELIABILITY.md).
+## make faults: the long fault-injection run on real processes (100 kill -9/restart cycles, 20 pauses beyond the view timeout, 50 partition/heal cycles in network namespaces, 5 full disks, 200 fuzzed requests per RPC operation), with the history checker; figures appended to tests/faults/results/faults.jsonl (docs/RELIABILITY.md).
 faults: $(STAMP)
 	RADLEDGER_FAULT_CYCLES=100 RADLEDGER_PAUSE_CYCLES=20 RADLEDGER_PARTITION_CYCLES=50 \
+	RADLEDGER_DISK_CYCLES=5 \
 	RADLEDGER_FUZZ_EXAMPLES=200 \
 	RADLEDGER_FAULT_RESULTS=tests/faults/results/faults.jsonl \
 	$(BIN)/pytest -q -s -p no:cacheprovider tests/faults
