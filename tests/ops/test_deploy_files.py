@@ -434,7 +434,7 @@ def _free_base() -> int:
 
     rng = random.Random()
     for _ in range(100):
-        base = rng.randrange(30_000, 60_000, 100)
+        base = rng.randrange(20_000, 32_000, 100)  # below the ephemeral range
         sockets: list[socket.socket] = []
         try:
             for i in range(4):
