@@ -23,7 +23,6 @@ import errno
 import http.server
 import json
 import os
-import random
 import re
 import shlex
 import shutil
@@ -429,28 +428,6 @@ def test_sandbox_denies_what_the_unit_denies(sandbox: list[str]) -> None:
     }
 
 
-def _free_base() -> int:
-    from node.testnet import ports  # noqa: PLC0415 - keeps the unit tests import-light
-
-    rng = random.Random()
-    for _ in range(100):
-        base = rng.randrange(20_000, 32_000, 100)  # below the ephemeral range
-        sockets: list[socket.socket] = []
-        try:
-            for i in range(4):
-                for port in ports(base, i):
-                    s = socket.socket()
-                    sockets.append(s)
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise RuntimeError("no free ports")
-
-
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=2) as response:
         return json.loads(response.read())
@@ -462,6 +439,7 @@ def sandboxed_network(
 ) -> Iterator[list[tuple[subprocess.Popen[bytes], int]]]:
     """4 validators, each ``radledger run`` under the unit's rules: (process, RPC port)."""
     from node.testnet import ports  # noqa: PLC0415
+    from tests.node.test_network_processes import _free_base  # noqa: PLC0415
 
     base = _free_base()
     subprocess.run(
